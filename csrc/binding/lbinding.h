@@ -1,0 +1,117 @@
+/* lbinding.h: internal to the Lua binding. The binding checks arguments,
+ * calls the core and waits; it calls no uv_* function. */
+#ifndef LCN_BINDING_H
+#define LCN_BINDING_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include "coronet.h"
+#include "list.h" /* header-only intrusive list, shared with the core */
+
+#define LCN_FIBER "coronet.fiber"
+#define LCN_SOCKET "coronet.socket"
+#define LCN_READER "coronet.reader"
+#define LCN_WRITER "coronet.writer"
+#define LCN_SERVER "coronet.server"
+#define LCN_ADDRESS "coronet.address"
+#define LCN_CONNECT "coronet.connect"
+#define LCN_ERROR "coronet.error"
+
+/* Per lua_State context, stored in the registry under lcn_ctx_key. */
+typedef struct lcn_ctx {
+  cn_loop *loop;
+  lua_State *L;       /* the main thread */
+  cn_list fibers;     /* every fiber not yet dead */
+  int running;        /* inside coronet.run */
+  int failure_ref;    /* registry ref of the first uncaught error, or LUA_NOREF */
+  int logger_ref;     /* registry ref of the logger function, or LUA_NOREF */
+  int anchors_ref;    /* registry ref of a table anchoring open servers */
+  int closed;         /* the state is closing: no more fibers run */
+} lcn_ctx;
+
+struct lcn_fiber;
+/* Detaches a fiber from the core operation it waits on (timeout, cancel). */
+typedef void (*lcn_abort_fn)(struct lcn_fiber *f);
+
+enum { LCN_NEW, LCN_RUNNING, LCN_WAITING, LCN_READY, LCN_DEAD };
+
+typedef struct lcn_fiber {
+  cn_waiter waiter;   /* the core operation this fiber waits on */
+  cn_task task;       /* a deferred start or resume */
+  cn_list link;       /* in ctx->fibers while alive */
+  cn_timer *timer;    /* deadline or sleep, created on first use */
+  lcn_ctx *ctx;
+  lua_State *co;
+  lcn_abort_fn abort;
+  void *abort_data;
+  int ref;            /* registry anchor from spawn until death */
+  int state;
+  int status;         /* the outcome the continuation reads */
+  int cancelled;
+  int parked;         /* waiting in coronet's park (deferreds, sleep) */
+  lua_Integer ticket; /* increments whenever a wait ends */
+} lcn_fiber;
+
+/* A connection as Lua sees it: the socket userdata. The reader and writer
+ * userdata point here and keep it alive through their user value. */
+typedef struct lcn_conn {
+  cn_stream *s;       /* NULL once released */
+  double connect_timeout, read_timeout, write_timeout; /* seconds; < 0 means none */
+} lcn_conn;
+
+typedef struct lcn_half {
+  lcn_conn *conn;
+  int closed; /* this half was closed through this object */
+} lcn_half;
+
+/* lcoronet.c */
+lcn_ctx *lcn_ctx_get(lua_State *L);
+
+/* lfiber.c */
+int lcn_open_fiber(lua_State *L);
+/* The running fiber; raises a clear error (naming coronet.spawn) if L is not one. */
+lcn_fiber *lcn_fiber_current(lua_State *L);
+/* Suspends the running fiber whose waiter is attached to a core operation.
+ * `deadline_ms` is absolute loop time, or < 0 for none. The continuation
+ * reads the outcome with lcn_fiber_status. */
+int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abort_fn abort, void *abort_data,
+                   lua_KFunction k, lua_KContext kctx);
+int lcn_fiber_status(lua_State *L);
+/* Loop time in ms after `seconds` (nil or false: none, giving -1). */
+lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds);
+void lcn_fibers_cancel_all(lcn_ctx *ctx);
+void lcn_spawn(lua_State *L, int nargs);
+void lcn_fiber_fail(lcn_ctx *ctx, lua_State *from, int idx);
+
+/* lerror.c */
+/* Pushes nil, err, code for a negative core code; `what` and `addr` build the message. Returns 3. */
+int lcn_fail(lua_State *L, int err, const char *what, const cn_addr *addr);
+int lcn_fail_stream(lua_State *L, int err, const char *what, cn_stream *s);
+void lcn_push_error(lua_State *L, int err, const char *what, const cn_addr *addr);
+int lcn_open_error(lua_State *L);
+
+/* laddr.c */
+void lcn_push_address(lua_State *L, const cn_addr *a);
+cn_addr *lcn_check_address(lua_State *L, int idx);
+int lcn_open_address(lua_State *L);
+
+/* lstream.c, lreader.c, lwriter.c */
+void lcn_push_conn(lua_State *L, cn_stream *s); /* takes over the reference */
+lcn_conn *lcn_check_conn(lua_State *L, int idx);
+cn_stream *lcn_conn_stream(lua_State *L, lcn_conn *c);
+/* Pushes the reader or writer of the socket at idx. */
+void lcn_push_half(lua_State *L, int conn_idx, const char *cls);
+int lcn_open_stream(lua_State *L);
+int lcn_open_reader(lua_State *L);
+int lcn_open_writer(lua_State *L);
+
+/* lconnect.c, lserver.c, ltimer.c */
+int lcn_open_connect(lua_State *L);
+int lcn_open_server(lua_State *L);
+int lcn_open_timer(lua_State *L);
+
+/* Registers a metatable with methods, __index = methods, and the given metamethods. */
+void lcn_new_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
+double lcn_opt_seconds(lua_State *L, int idx, double def);
+
+#endif

@@ -1,0 +1,131 @@
+/* lconnect.c: core.connect(opts) connects and waits. A timeout, a cancel or
+ * an interrupt (fiber:interrupt) aborts the core operation. */
+#include <string.h>
+#include "lbinding.h"
+
+typedef struct lcn_connect_box {
+  cn_connect *op; /* NULL once taken or aborted */
+  cn_addr where;  /* for messages */
+  int have_where;
+  char host[256];
+  int port;
+} lcn_connect_box;
+
+static lcn_connect_box *check_op(lua_State *L) { return luaL_checkudata(L, 1, LCN_CONNECT); }
+
+static void abort_op(lcn_connect_box *box) {
+  if (!box->op) return;
+  cn_connect_abort(box->op);
+  box->op = NULL;
+}
+
+static void abort_for_fiber(lcn_fiber *f) { abort_op(f->abort_data); }
+
+/* "connect to host:port" or the address; for error values. */
+static int fail(lua_State *L, lcn_connect_box *box, int err) {
+  if (box->have_where) return lcn_fail(L, err, "connect to", &box->where);
+  const char *what = lua_pushfstring(L, "connect to %s:%d", box->host, box->port);
+  lua_pop(L, 1);
+  int n = lcn_fail(L, err, what, NULL);
+  lua_pushstring(L, box->host);
+  lua_setfield(L, -3, "address");
+  return n;
+}
+
+static int take(lua_State *L, lcn_connect_box *box) {
+  cn_stream *s;
+  const cn_addr *last = cn_connect_last_addr(box->op);
+  if (last) {
+    box->where = *last;
+    box->have_where = 1;
+  }
+  int rc = cn_connect_take(box->op, &s);
+  box->op = NULL;
+  if (rc < 0) return fail(L, box, rc);
+  if (lua_isuserdata(L, 2)) { /* the caller's socket is now connected */
+    cn_stream_unref(s);
+    lua_settop(L, 2);
+    return 1;
+  }
+  lcn_push_conn(L, s);
+  return 1;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext kctx) {
+  (void)status;
+  (void)kctx;
+  lcn_connect_box *box = check_op(L);
+  int st = lcn_fiber_status(L);
+  if (st == 0 && box->op) return take(L, box);
+  if (st == 0) st = UV_ECANCELED;
+  if (box->op) {
+    const cn_addr *last = cn_connect_last_addr(box->op);
+    if (last) {
+      box->where = *last;
+      box->have_where = 1;
+    }
+    if (st != UV_ECANCELED) return take(L, box);
+  }
+  abort_op(box);
+  return fail(L, box, st);
+}
+
+static int l_gc(lua_State *L) {
+  abort_op(check_op(L));
+  return 0;
+}
+
+static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_box *box) {
+  lua_getfield(L, idx, "host");
+  lua_getfield(L, idx, "port");
+  lua_getfield(L, idx, "address");
+  if (lua_isstring(L, -3)) {
+    size_t len;
+    const char *host = lua_tolstring(L, -3, &len);
+    luaL_argcheck(L, len < sizeof box->host, idx, "host name too long");
+    memcpy(box->host, host, len + 1);
+    o->host = box->host;
+    o->port = box->port = (int)luaL_checkinteger(L, -2);
+  } else {
+    box->where = *lcn_check_address(L, -1);
+    box->have_where = 1;
+    o->addr = &box->where;
+  }
+  lua_pop(L, 3);
+}
+
+/* core.connect{host=, port=} | {address=}, timeout=, socket=} -> socket | nil, err, code */
+static int l_connect(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lcn_ctx *ctx = lcn_ctx_get(L);
+  lcn_fiber *f = lcn_fiber_current(L);
+  lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  memset(box, 0, sizeof *box);
+  luaL_setmetatable(L, LCN_CONNECT);
+  cn_connect_opts o;
+  memset(&o, 0, sizeof o);
+  read_target(L, 1, &o, box);
+  lua_getfield(L, 1, "timeout");
+  double t = lcn_opt_seconds(L, -1, -1);
+  o.timeout_ms = t < 0 ? 0 : (uint64_t)(t * 1000.0 + 0.5);
+  if (o.timeout_ms == 0 && t == 0) o.timeout_ms = 1;
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "socket"); /* index 3: the caller's socket or nil */
+  if (!lua_isnil(L, 3)) o.socket = lcn_conn_stream(L, lcn_check_conn(L, 3));
+  lua_replace(L, 1);
+  lua_insert(L, 1); /* 1 box, 2 socket-or-nil */
+  if (f->cancelled) return fail(L, box, CN_ECANCELLED);
+  int rc = cn_connect_start(ctx->loop, &o, &f->waiter, &box->op);
+  if (rc < 0) return fail(L, box, rc);
+  return lcn_fiber_wait(L, f, -1, abort_for_fiber, box, wait_k, 0);
+}
+
+int lcn_open_connect(lua_State *L) {
+  static const luaL_Reg methods[] = {{NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
+  lcn_new_class(L, LCN_CONNECT, methods, meta);
+  lua_pushcfunction(L, l_connect);
+  lua_setfield(L, -2, "connect");
+  return 0;
+}

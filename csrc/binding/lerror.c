@@ -1,0 +1,96 @@
+/* lerror.c: turns a negative core code and its context into coronet's error
+ * value: a table with code, kind, message, errno and address, whose
+ * tostring is the message and which concatenates with strings. */
+#include "lbinding.h"
+
+void lcn_push_error(lua_State *L, int err, const char *what, const cn_addr *addr) {
+  char where[160] = "";
+  if (addr) cn_addr_format(addr, where, sizeof where);
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, cn_err_name(err));
+  lua_setfield(L, -2, "code");
+  const char *kind = cn_err_kind(err);
+  if (kind) {
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+  }
+  if (cn_err_errno(err)) {
+    lua_pushinteger(L, cn_err_errno(err));
+    lua_setfield(L, -2, "errno");
+  }
+  if (addr) {
+    lua_pushstring(L, where);
+    lua_setfield(L, -2, "address");
+  }
+  if (what && addr)
+    lua_pushfstring(L, "%s %s: %s (%s)", what, where, cn_strerror(err), cn_err_name(err));
+  else if (what)
+    lua_pushfstring(L, "%s: %s (%s)", what, cn_strerror(err), cn_err_name(err));
+  else
+    lua_pushfstring(L, "%s (%s)", cn_strerror(err), cn_err_name(err));
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, LCN_ERROR);
+}
+
+int lcn_fail(lua_State *L, int err, const char *what, const cn_addr *addr) {
+  lua_pushnil(L);
+  lcn_push_error(L, err, what, addr);
+  lua_pushstring(L, cn_err_name(err));
+  return 3;
+}
+
+/* Names the peer when the stream has one. */
+int lcn_fail_stream(lua_State *L, int err, const char *what, cn_stream *s) {
+  cn_addr peer;
+  int known = s && cn_stream_peername(s, &peer) == 0;
+  return lcn_fail(L, err, what, known ? &peer : NULL);
+}
+
+static int l_tostring(lua_State *L) {
+  lua_getfield(L, 1, "message");
+  return 1;
+}
+
+static int l_concat(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  luaL_tolstring(L, 2, NULL);
+  lua_concat(L, 2);
+  return 1;
+}
+
+/* core.error(code_string, message[, address]) -> an error value for Lua-made failures. */
+static int l_new_error(lua_State *L) {
+  const char *code = luaL_checkstring(L, 1);
+  const char *message = luaL_checkstring(L, 2);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, message);
+  lua_setfield(L, -2, "message");
+  if (!lua_isnoneornil(L, 3)) {
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "address");
+  }
+  luaL_setmetatable(L, LCN_ERROR);
+  return 1;
+}
+
+/* core.error_of(code_int) -> the error value of a core code, for specs and tools. */
+static int l_error_of(lua_State *L) {
+  lcn_push_error(L, (int)luaL_checkinteger(L, 1), NULL, NULL);
+  return 1;
+}
+
+int lcn_open_error(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__tostring", l_tostring}, {"__concat", l_concat}, {NULL, NULL}};
+  luaL_newmetatable(L, LCN_ERROR);
+  luaL_setfuncs(L, meta, 0);
+  lua_pushstring(L, LCN_ERROR);
+  lua_setfield(L, -2, "__name");
+  lua_setfield(L, -2, "error_metatable");
+  lua_pushcfunction(L, l_new_error);
+  lua_setfield(L, -2, "error");
+  lua_pushcfunction(L, l_error_of);
+  lua_setfield(L, -2, "error_of");
+  return 0;
+}

@@ -1,0 +1,315 @@
+/* lfiber.c: fibers. The only caller of lua_resume. A fiber is a Lua thread
+ * with a small struct (its userdata) that the core's callbacks wake. It is
+ * anchored in the registry from spawn until it dies, so a waiting fiber is
+ * never collected; a waiter is resumed only while it still waits on that
+ * operation, and only from a libuv callback or a task of the next turn. */
+#include <string.h>
+#include "lbinding.h"
+
+#if LUA_VERSION_RELEASE_NUM >= 50406
+#define lcn_closethread(co, from) lua_closethread(co, from)
+#else
+#define lcn_closethread(co, from) lua_resetthread(co)
+#endif
+
+/* Each fiber's thread carries a pointer to its struct in the thread's extra
+ * space. A coroutine the user creates copies the main thread's (NULL). */
+#define FIBER_OF(co) (*(lcn_fiber **)lua_getextraspace(co))
+
+static void resume(lcn_fiber *f, int nargs);
+
+lcn_fiber *lcn_fiber_current(lua_State *L) {
+  lcn_fiber *f = FIBER_OF(L);
+  if (f == NULL || f->co != L || f->state != LCN_RUNNING)
+    luaL_error(L, "this call waits, so it must run in a coronet fiber: start one with coronet.spawn(fn) "
+                  "or coronet.run(fn) (a coroutine made with coroutine.create cannot wait)");
+  return f;
+}
+
+static void on_wake(cn_waiter *w, int status);
+
+/* Ends the current wait; the fiber may then be resumed once. */
+static void end_wait(lcn_fiber *f, int status) {
+  f->status = status;
+  f->abort = NULL;
+  f->parked = 0;
+  f->ticket++;
+  if (f->timer) cn_timer_stop(f->timer);
+}
+
+/* Detaches the fiber from what it waits on, so that no callback can wake it. */
+static void detach(lcn_fiber *f) {
+  cn_waiter_cancel(&f->waiter);
+  if (f->abort) f->abort(f);
+  f->abort = NULL;
+}
+
+static void on_wake(cn_waiter *w, int status) {
+  lcn_fiber *f = w->data;
+  if (f->state != LCN_WAITING) return;
+  end_wait(f, status);
+  resume(f, 0);
+}
+
+static void on_deadline(cn_timer *t, void *data) {
+  lcn_fiber *f = data;
+  (void)t;
+  if (f->state != LCN_WAITING) return;
+  detach(f);
+  end_wait(f, CN_ETIMEOUT);
+  resume(f, 0);
+}
+
+static void resume_task(cn_task *task) {
+  lcn_fiber *f = (lcn_fiber *)((char *)task - offsetof(lcn_fiber, task));
+  if (f->state == LCN_READY) resume(f, 0);
+}
+
+static void start_task(cn_task *task) {
+  lcn_fiber *f = (lcn_fiber *)((char *)task - offsetof(lcn_fiber, task));
+  if (f->state == LCN_NEW) resume(f, lua_gettop(f->co) - 1);
+}
+
+/* Makes a waiting fiber runnable on the next turn with `status`. */
+static void wake_later(lcn_fiber *f, int status) {
+  detach(f);
+  end_wait(f, status);
+  f->state = LCN_READY;
+  cn_loop_post(f->ctx->loop, &f->task, resume_task);
+}
+
+int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abort_fn abort, void *abort_data,
+                   lua_KFunction k, lua_KContext kctx) {
+  f->abort = abort;
+  f->abort_data = abort_data;
+  int early = f->cancelled ? CN_ECANCELLED : 0;
+  lua_Integer now = (lua_Integer)cn_loop_now(f->ctx->loop);
+  if (!early && deadline_ms >= 0 && deadline_ms <= now) early = CN_ETIMEOUT;
+  if (early) { /* the outcome is known now: no yield */
+    detach(f);
+    end_wait(f, early);
+    return k(L, LUA_OK, kctx);
+  }
+  if (deadline_ms >= 0) {
+    if (!f->timer && cn_timer_new(f->ctx->loop, &f->timer) < 0) return luaL_error(L, "out of memory");
+    cn_timer_start(f->timer, (uint64_t)(deadline_ms - now), on_deadline, f);
+  }
+  f->state = LCN_WAITING;
+  return lua_yieldk(L, 0, kctx, k);
+}
+
+int lcn_fiber_status(lua_State *L) { return FIBER_OF(L)->status; }
+
+lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds) {
+  double s = lcn_opt_seconds(L, idx, default_seconds);
+  if (s < 0) return -1;
+  return (lua_Integer)cn_loop_now(lcn_ctx_get(L)->loop) + (lua_Integer)(s * 1000.0 + 0.5);
+}
+
+/* Records the first uncaught error; the run raises it. */
+void lcn_fiber_fail(lcn_ctx *ctx, lua_State *from, int idx) {
+  if (ctx->failure_ref != LUA_NOREF) return;
+  lua_pushvalue(from, idx);
+  ctx->failure_ref = luaL_ref(from, LUA_REGISTRYINDEX);
+  cn_loop_stop(ctx->loop);
+}
+
+static void finish(lcn_fiber *f) {
+  lcn_ctx *ctx = f->ctx;
+  f->state = LCN_DEAD;
+  cn_list_remove(&f->link);
+  if (f->timer) {
+    cn_timer_close(f->timer);
+    f->timer = NULL;
+  }
+  lua_settop(f->co, 0);
+  luaL_unref(f->co, LUA_REGISTRYINDEX, f->ref);
+  f->ref = LUA_NOREF;
+  (void)ctx;
+}
+
+static void resume(lcn_fiber *f, int nargs) {
+  lua_State *co = f->co;
+  int nres;
+  f->state = LCN_RUNNING;
+  int rc = lua_resume(co, NULL, nargs, &nres);
+  if (rc == LUA_YIELD) {
+    lua_pop(co, nres);
+    if (f->state == LCN_RUNNING) { /* a bare coroutine.yield(): run again next turn */
+      f->state = LCN_READY;
+      cn_loop_post(f->ctx->loop, &f->task, resume_task);
+    }
+    return;
+  }
+  if (rc != LUA_OK) {
+    lcn_fiber_fail(f->ctx, co, -1);
+    lcn_closethread(co, NULL); /* runs the fiber's pending <close> variables */
+  }
+  finish(f);
+}
+
+/* Pops a function and its nargs arguments; pushes the new fiber, which starts on the next turn. */
+void lcn_spawn(lua_State *L, int nargs) {
+  lcn_ctx *ctx = lcn_ctx_get(L);
+  lcn_fiber *f = lua_newuserdatauv(L, sizeof *f, 1);
+  memset(f, 0, sizeof *f);
+  luaL_setmetatable(L, LCN_FIBER);
+  lua_State *co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);
+  lua_insert(L, -(nargs + 2)); /* fiber below the function and its arguments */
+  lua_xmove(L, co, nargs + 1);
+  f->co = co;
+  f->ctx = ctx;
+  FIBER_OF(co) = f;
+  cn_waiter_init(&f->waiter, on_wake, f);
+  lua_pushvalue(L, -1);
+  f->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  cn_list_push(&ctx->fibers, &f->link);
+  f->state = LCN_NEW;
+  cn_loop_post(ctx->loop, &f->task, start_task);
+}
+
+/* core.spawn(fn, ...) -> fiber: starts fn(...) on the next loop turn. */
+static int l_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lcn_spawn(L, lua_gettop(L) - 1);
+  return 1;
+}
+
+static lcn_fiber *check_fiber(lua_State *L, int idx) { return luaL_checkudata(L, idx, LCN_FIBER); }
+
+static void cancel(lcn_fiber *f) {
+  f->cancelled = 1;
+  if (f->state == LCN_WAITING) wake_later(f, CN_ECANCELLED);
+}
+
+/* fiber:cancel(): the current wait and every later one return "cancelled". */
+static int l_cancel(lua_State *L) {
+  cancel(check_fiber(L, 1));
+  return 0;
+}
+
+/* fiber:interrupt(ticket) -> bool: ends that one wait with "cancelled" (not sticky). */
+static int l_interrupt(lua_State *L) {
+  lcn_fiber *f = check_fiber(L, 1);
+  lua_Integer ticket = luaL_checkinteger(L, 2);
+  int ok = f->state == LCN_WAITING && f->ticket == ticket;
+  if (ok) wake_later(f, CN_ECANCELLED);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+static int l_is_cancelled(lua_State *L) {
+  lua_pushboolean(L, check_fiber(L, 1)->cancelled);
+  return 1;
+}
+
+static int l_is_dead(lua_State *L) {
+  lua_pushboolean(L, check_fiber(L, 1)->state == LCN_DEAD);
+  return 1;
+}
+
+/* fiber:ticket() -> the number of the wait the fiber is in (or will enter next). */
+static int l_ticket(lua_State *L) {
+  lua_pushinteger(L, check_fiber(L, 1)->ticket);
+  return 1;
+}
+
+/* core.unpark(fiber, ticket) -> bool: wakes a fiber parked in that wait, on the next turn. */
+static int l_unpark(lua_State *L) {
+  lcn_fiber *f = check_fiber(L, 1);
+  lua_Integer ticket = luaL_checkinteger(L, 2);
+  int ok = f->state == LCN_WAITING && f->parked && f->ticket == ticket;
+  if (ok) wake_later(f, 0);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+static int park_k(lua_State *L, int status, lua_KContext kctx) {
+  (void)status;
+  int st = lcn_fiber_status(L);
+  if (kctx && st == CN_ETIMEOUT) st = 0; /* a sleep ends by its deadline */
+  if (st < 0) return lcn_fail(L, st, kctx ? "sleep" : "wait", NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.park([timeout]) -> true | nil, err, code: waits until core.unpark. */
+static int l_park(lua_State *L) {
+  lcn_fiber *f = lcn_fiber_current(L);
+  lua_Integer deadline = lcn_deadline(L, 1, -1);
+  f->parked = 1;
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, park_k, 0);
+}
+
+/* core.sleep(seconds) -> true | nil, err, "cancelled" */
+static int l_sleep(lua_State *L) {
+  lcn_fiber *f = lcn_fiber_current(L);
+  double s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0, 1, "negative duration");
+  lua_Integer deadline = (lua_Integer)cn_loop_now(f->ctx->loop) + (lua_Integer)(s * 1000.0 + 0.5);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, park_k, 1);
+}
+
+/* core.current() -> the running fiber, or nil outside one. */
+static int l_current(lua_State *L) {
+  lcn_fiber *f = FIBER_OF(L);
+  if (f && f->co == L && f->ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, f->ref);
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+void lcn_fibers_cancel_all(lcn_ctx *ctx) {
+  for (cn_list *link = ctx->fibers.next; link != &ctx->fibers; link = link->next)
+    cancel((lcn_fiber *)((char *)link - offsetof(lcn_fiber, link)));
+}
+
+static int l_cancel_all(lua_State *L) {
+  lcn_fibers_cancel_all(lcn_ctx_get(L));
+  return 0;
+}
+
+static int l_fiber_count(lua_State *L) {
+  lcn_ctx *ctx = lcn_ctx_get(L);
+  lua_Integer n = 0;
+  for (cn_list *link = ctx->fibers.next; link != &ctx->fibers; link = link->next) n++;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* Only when the state closes can a live fiber be collected: detach it from the core. */
+static int l_fiber_gc(lua_State *L) {
+  lcn_fiber *f = check_fiber(L, 1);
+  if (f->state == LCN_DEAD) return 0;
+  detach(f);
+  cn_loop_unpost(f->ctx->loop, &f->task);
+  if (f->timer) cn_timer_close(f->timer);
+  f->timer = NULL;
+  cn_list_remove(&f->link);
+  f->state = LCN_DEAD;
+  return 0;
+}
+
+static int l_fiber_tostring(lua_State *L) {
+  static const char *const names[] = {"new", "running", "waiting", "ready", "dead"};
+  lcn_fiber *f = check_fiber(L, 1);
+  lua_pushfstring(L, "coronet.fiber (%s%s): %p", names[f->state], f->cancelled ? ", cancelled" : "", (void *)f);
+  return 1;
+}
+
+int lcn_open_fiber(lua_State *L) {
+  static const luaL_Reg methods[] = {{"cancel", l_cancel},       {"is_cancelled", l_is_cancelled}, {"interrupt", l_interrupt},
+                                     {"is_dead", l_is_dead},     {"ticket", l_ticket},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", l_fiber_gc}, {"__tostring", l_fiber_tostring}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"spawn", l_spawn},         {"park", l_park},
+                                   {"unpark", l_unpark},       {"sleep", l_sleep},
+                                   {"current", l_current},     {"cancel_all", l_cancel_all},
+                                   {"fiber_count", l_fiber_count}, {NULL, NULL}};
+  lcn_new_class(L, LCN_FIBER, methods, meta);
+  luaL_setfuncs(L, funcs, 0);
+  return 0;
+}

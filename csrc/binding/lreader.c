@@ -1,0 +1,326 @@
+/* lreader.c: the reader class. Every read first tries to complete from the
+ * buffered bytes (no yield); otherwise the fiber waits for more and tries
+ * again. A timeout or cancel never consumes bytes (LuaSocket's receive keeps
+ * its own contract and hands over the partial bytes). Stack layout of every
+ * read: 1 reader, 2 and 3 the read's arguments, 4 the deadline. */
+#include <string.h>
+#include "frame.h"
+#include "lbinding.h"
+
+#define DEADLINE_IDX 4
+
+/* A read step: pushes its results and returns their count, returns 0 after
+ * setting *want (the buffered size that would let it progress), or returns a
+ * negative code to fail with. */
+typedef int (*read_step)(lua_State *L, cn_stream *s, size_t *want);
+
+static lcn_half *check_reader(lua_State *L) {
+  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  if (h->closed) luaL_error(L, "reader is closed");
+  return h;
+}
+
+static cn_stream *stream_of(lua_State *L) { return lcn_conn_stream(L, check_reader(L)->conn); }
+
+/* The end-of-stream code to report once the buffer cannot satisfy a read. */
+static int end_status(cn_stream *s) { return cn_reader_status(s); }
+
+static int step_read(lua_State *L, cn_stream *s, size_t *want) {
+  size_t n;
+  const char *p = cn_reader_peek(s, &n);
+  lua_Integer max = luaL_optinteger(L, 2, (lua_Integer)cn_reader_capacity(s));
+  if (n > 0) {
+    if ((lua_Integer)n > max) n = (size_t)max;
+    lua_pushlstring(L, p, n);
+    cn_reader_consume(s, n);
+    return 1;
+  }
+  if (end_status(s)) return end_status(s);
+  *want = 1;
+  return 0;
+}
+
+static int step_line(lua_State *L, cn_stream *s, size_t *want) {
+  size_t n, len, used;
+  const char *p = cn_reader_peek(s, &n);
+  int rc = cn_frame_line(p, n, cn_reader_capacity(s), &len, &used);
+  if (rc == 1) {
+    lua_pushlstring(L, p, len);
+    cn_reader_consume(s, used);
+    return 1;
+  }
+  if (rc < 0) return rc;
+  if (end_status(s)) return end_status(s);
+  *want = n + 1;
+  return 0;
+}
+
+static int step_until(lua_State *L, cn_stream *s, size_t *want) {
+  size_t n, dlen, before, used;
+  const char *delim = luaL_checklstring(L, 2, &dlen);
+  const char *p = cn_reader_peek(s, &n);
+  int rc = cn_frame_delim(p, n, delim, dlen, cn_reader_capacity(s), &before, &used);
+  if (rc == 1) {
+    int keep = 0;
+    if (lua_istable(L, 3)) {
+      lua_getfield(L, 3, "keep");
+      keep = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pushlstring(L, p, keep ? used : before);
+    cn_reader_consume(s, used);
+    return 1;
+  }
+  if (rc < 0) return rc;
+  if (end_status(s)) return end_status(s);
+  *want = n + 1;
+  return 0;
+}
+
+static int exact(lua_State *L, cn_stream *s, size_t *want, int consume) {
+  size_t n;
+  lua_Integer need = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, need >= 0, 2, "byte count must be >= 0");
+  const char *p = cn_reader_peek(s, &n);
+  if (n >= (size_t)need) {
+    lua_pushlstring(L, p, (size_t)need);
+    if (consume) cn_reader_consume(s, (size_t)need);
+    return 1;
+  }
+  if (end_status(s)) return end_status(s);
+  *want = (size_t)need;
+  return 0;
+}
+
+static int step_really_read(lua_State *L, cn_stream *s, size_t *want) { return exact(L, s, want, 1); }
+static int step_peek(lua_State *L, cn_stream *s, size_t *want) { return exact(L, s, want, 0); }
+
+static int step_contents(lua_State *L, cn_stream *s, size_t *want) {
+  size_t n;
+  const char *p = cn_reader_peek(s, &n);
+  int st = end_status(s);
+  if (st == UV_EOF) {
+    lua_pushlstring(L, p, n);
+    cn_reader_consume(s, n);
+    return 1;
+  }
+  if (st) return st;
+  if (n >= cn_reader_capacity(s)) return CN_ELINE_TOO_LONG;
+  *want = n + 1;
+  return 0;
+}
+
+/* LuaSocket's receive: the pattern at 2, the prefix at 3. */
+static int receive_pattern(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER) return 'n';
+  const char *pat = luaL_optstring(L, 2, "*l");
+  if (*pat == '*') pat++;
+  if (*pat == 'l' || *pat == 'a') return *pat;
+  return luaL_argerror(L, 2, "invalid receive pattern");
+}
+
+/* "*l": all CRs are dropped, as LuaSocket does. */
+static void push_without_cr(lua_State *L, const char *p, size_t n) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != '\r') luaL_addchar(&b, p[i]);
+  luaL_pushresult(&b);
+}
+
+static int push_received(lua_State *L, const char *p, size_t n, int strip_cr) {
+  if (lua_isstring(L, 3)) lua_pushvalue(L, 3);
+  if (strip_cr)
+    push_without_cr(L, p, n);
+  else
+    lua_pushlstring(L, p, n);
+  if (lua_isstring(L, 3)) lua_concat(L, 2);
+  return 1;
+}
+
+static int step_receive(lua_State *L, cn_stream *s, size_t *want) {
+  size_t n, len, used;
+  const char *p = cn_reader_peek(s, &n);
+  int pattern = receive_pattern(L), st = end_status(s);
+  if (pattern == 'n') {
+    lua_Integer need = lua_tointeger(L, 2);
+    luaL_argcheck(L, need >= 0, 2, "byte count must be >= 0");
+    if (n >= (size_t)need) {
+      push_received(L, p, (size_t)need, 0);
+      cn_reader_consume(s, (size_t)need);
+      return 1;
+    }
+    if (st) return st;
+    *want = (size_t)need;
+    return 0;
+  }
+  if (pattern == 'a') {
+    if (st == UV_EOF) {
+      push_received(L, p, n, 0);
+      cn_reader_consume(s, n);
+      return 1;
+    }
+    if (st) return st;
+    if (n >= cn_reader_capacity(s)) return CN_ELINE_TOO_LONG;
+    *want = n + 1;
+    return 0;
+  }
+  int rc = cn_frame_line(p, n, cn_reader_capacity(s), &len, &used);
+  if (rc == 1) {
+    push_received(L, p, len, 1);
+    cn_reader_consume(s, used);
+    return 1;
+  }
+  if (rc < 0) return rc;
+  if (st) return st;
+  *want = n + 1;
+  return 0;
+}
+
+/* Async-named reads fail with nil, err, code and keep every byte. */
+static int fail_keep(lua_State *L, cn_stream *s, int err) { return lcn_fail_stream(L, err, "read from", s); }
+
+/* receive hands over the partial bytes on timeout and close, as LuaSocket does. */
+static int fail_receive(lua_State *L, cn_stream *s, int err) {
+  size_t n;
+  const char *p = cn_reader_peek(s, &n);
+  if (err == CN_ELINE_TOO_LONG) n = 0;
+  int pattern = receive_pattern(L);
+  lua_pushnil(L);
+  lua_pushstring(L, err == UV_EOF || err == CN_ECLOSED ? "closed" : cn_err_name(err));
+  push_received(L, p, n, pattern == 'l');
+  if (n) cn_reader_consume(s, n);
+  return 3;
+}
+
+typedef struct {
+  read_step step;
+  int (*fail)(lua_State *L, cn_stream *s, int err);
+} read_op;
+
+enum { OP_READ, OP_LINE, OP_UNTIL, OP_REALLY, OP_PEEK, OP_CONTENTS, OP_RECEIVE };
+
+static const read_op ops[] = {
+    {step_read, fail_keep},     {step_line, fail_keep}, {step_until, fail_keep},       {step_really_read, fail_keep},
+    {step_peek, fail_keep},     {step_contents, fail_keep}, {step_receive, fail_receive},
+};
+
+static int drive(lua_State *L, int op);
+
+static int drive_k(lua_State *L, int status, lua_KContext op) {
+  (void)status;
+  int st = lcn_fiber_status(L);
+  if (st == CN_ETIMEOUT || st == CN_ECANCELLED) return ops[op].fail(L, stream_of(L), st);
+  return drive(L, (int)op); /* more bytes, or the end: the step decides */
+}
+
+static int drive(lua_State *L, int op) {
+  cn_stream *s = stream_of(L);
+  size_t want = 0;
+  int n = ops[op].step(L, s, &want);
+  if (n > 0) return n;
+  if (n < 0) return ops[op].fail(L, s, n);
+  lcn_fiber *f = lcn_fiber_current(L);
+  int rc = cn_reader_wait(s, &f->waiter, want);
+  if (rc < 0) return ops[op].fail(L, s, rc);
+  return lcn_fiber_wait(L, f, lua_tointeger(L, DEADLINE_IDX), NULL, NULL, drive_k, op);
+}
+
+/* Leaves the stack as reader, arg, arg, deadline and reads. The timeout is
+ * a number (or false) or {timeout=} at opts_idx (0: none given), else the
+ * socket's read timeout. */
+static int start(lua_State *L, int op, int opts_idx) {
+  lcn_half *h = check_reader(L);
+  lua_settop(L, 3);
+  if (opts_idx && lua_istable(L, opts_idx))
+    lua_getfield(L, opts_idx, "timeout");
+  else if (opts_idx)
+    lua_pushvalue(L, opts_idx);
+  else
+    lua_pushnil(L);
+  lua_pushinteger(L, lcn_deadline(L, DEADLINE_IDX, h->conn->read_timeout));
+  lua_replace(L, DEADLINE_IDX);
+  return drive(L, op);
+}
+
+/* reader:read([max][, opts]) -> at least one byte, at most max (default: the buffer's cap). */
+static int l_read(lua_State *L) {
+  if (lua_istable(L, 2) && lua_isnone(L, 3)) {
+    lua_pushnil(L);
+    lua_insert(L, 2);
+  }
+  return start(L, OP_READ, 3);
+}
+/* reader:read_line([opts]) -> the line without "\n" and one "\r" before it. */
+static int l_read_line(lua_State *L) { return start(L, OP_LINE, 2); }
+/* reader:read_until(delim[, {keep=bool, timeout=}]) -> the bytes before delim (with it if keep). */
+static int l_read_until(lua_State *L) {
+  luaL_checkstring(L, 2);
+  luaL_argcheck(L, lua_rawlen(L, 2) > 0, 2, "empty delimiter");
+  return start(L, OP_UNTIL, 3);
+}
+/* reader:really_read(n[, opts]) -> exactly n bytes. */
+static int l_really_read(lua_State *L) { return start(L, OP_REALLY, 3); }
+/* reader:peek(n[, opts]) -> the next n bytes, left buffered. */
+static int l_peek(lua_State *L) { return start(L, OP_PEEK, 3); }
+/* reader:contents([opts]) -> everything until EOF (bounded by the cap). */
+static int l_contents(lua_State *L) { return start(L, OP_CONTENTS, 2); }
+/* reader:receive([pattern][, prefix]): LuaSocket's contract. */
+static int l_receive(lua_State *L) {
+  receive_pattern(L);
+  return start(L, OP_RECEIVE, 0);
+}
+
+static int l_buffered(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)cn_reader_buffered(stream_of(L)));
+  return 1;
+}
+
+static int l_capacity(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)cn_reader_capacity(stream_of(L)));
+  return 1;
+}
+
+static int l_at_eof(lua_State *L) {
+  cn_stream *s = stream_of(L);
+  lua_pushboolean(L, cn_reader_buffered(s) == 0 && cn_reader_status(s) != 0);
+  return 1;
+}
+
+/* reader:close(): the reading half closes; the fd closes once the writer has too. */
+static int l_close(lua_State *L) {
+  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  if (h->closed) return 0;
+  h->closed = 1;
+  if (h->conn->s) cn_reader_close(h->conn->s);
+  return 0;
+}
+
+static int l_is_closed(lua_State *L) {
+  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  lua_pushboolean(L, h->closed || !h->conn->s || cn_reader_is_closed(h->conn->s));
+  return 1;
+}
+
+static int l_socket(lua_State *L) {
+  luaL_checkudata(L, 1, LCN_READER);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  lua_pushfstring(L, "coronet.reader (%s): %p", h->closed ? "closed" : "open", (void *)h);
+  return 1;
+}
+
+int lcn_open_reader(lua_State *L) {
+  static const luaL_Reg methods[] = {{"read", l_read},       {"read_line", l_read_line}, {"read_until", l_read_until},
+                                     {"really_read", l_really_read}, {"peek", l_peek},   {"contents", l_contents},
+                                     {"receive", l_receive}, {"buffered", l_buffered},   {"capacity", l_capacity},
+                                     {"at_eof", l_at_eof},   {"close", l_close},         {"is_closed", l_is_closed},
+                                     {"socket", l_socket},   {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
+  lcn_new_class(L, LCN_READER, methods, meta);
+  return 0;
+}

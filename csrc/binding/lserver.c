@@ -1,0 +1,189 @@
+/* lserver.c: the server class. Each accepted connection starts a fiber
+ * running the Lua on_connection function with the new socket. An open server
+ * is anchored in the registry, so dropping the Lua value does not stop it. */
+#include <string.h>
+#include "lbinding.h"
+
+typedef struct lcn_server {
+  cn_server *srv;
+  lcn_ctx *ctx;
+  int anchor; /* registry ref while open */
+} lcn_server;
+
+static lcn_server *check_server(lua_State *L) {
+  lcn_server *b = luaL_checkudata(L, 1, LCN_SERVER);
+  if (!b->srv) luaL_error(L, "server was released");
+  return b;
+}
+
+static void unanchor(lcn_server *b, lua_State *L) {
+  luaL_unref(L, LUA_REGISTRYINDEX, b->anchor);
+  b->anchor = LUA_NOREF;
+}
+
+/* From the accept loop: spawn on_connection(socket) in a new fiber. */
+static void on_conn(cn_server *srv, cn_stream *conn, void *data) {
+  lcn_server *b = data;
+  lua_State *L = b->ctx->L;
+  (void)srv;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->anchor);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  lcn_push_conn(L, conn);
+  lcn_spawn(L, 1);
+  lua_pop(L, 1);
+}
+
+static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *so) {
+  memset(o, 0, sizeof *o);
+  memset(so, 0, sizeof *so);
+  if (!lua_istable(L, idx)) return;
+  lua_getfield(L, idx, "max_connections");
+  o->max_connections = (unsigned)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, idx, "max_accepts_per_batch");
+  o->max_accepts_per_batch = (unsigned)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, idx, "backlog");
+  o->backlog = (int)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, idx, "reuse_port");
+  o->reuseport = lua_toboolean(L, -1);
+  lua_getfield(L, idx, "reader_buffer_size");
+  so->reader_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, idx, "writer_buffer_size");
+  so->writer_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, idx, "buffer_age_limit");
+  so->buffer_age_limit_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
+  lua_getfield(L, idx, "close_timeout");
+  so->close_timeout_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
+  lua_pop(L, 8);
+}
+
+/* core.listen(address | fd, opts, on_connection) -> server | nil, err, code. Never waits. */
+static int l_listen(lua_State *L) {
+  cn_addr *addr = lua_isinteger(L, 1) ? NULL : lcn_check_address(L, 1);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lcn_ctx *ctx = lcn_ctx_get(L);
+  cn_server_opts o;
+  cn_stream_opts so;
+  read_opts(L, 2, &o, &so);
+  lcn_server *b = lua_newuserdatauv(L, sizeof *b, 1);
+  b->srv = NULL;
+  b->ctx = ctx;
+  b->anchor = LUA_NOREF;
+  luaL_setmetatable(L, LCN_SERVER);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, 1);
+  int rc = addr ? cn_server_listen(ctx->loop, addr, &o, on_conn, b, &b->srv)
+                : cn_server_listen_fd(ctx->loop, (int)lua_tointeger(L, 1), &o, on_conn, b, &b->srv);
+  if (rc < 0) return lcn_fail(L, rc, "listen on", addr);
+  cn_server_set_stream_opts(b->srv, &so);
+  lua_pushvalue(L, -1);
+  b->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* server:close([close_existing]) : idempotent; no connection starts a handler afterwards. */
+static int l_close(lua_State *L) {
+  lcn_server *b = check_server(L);
+  cn_server_close(b->srv, lua_toboolean(L, 2));
+  unanchor(b, L);
+  return 0;
+}
+
+static int close_wait_k(lua_State *L, int status, lua_KContext kctx) {
+  (void)status;
+  (void)kctx;
+  int st = lcn_fiber_status(L);
+  if (st < 0) return lcn_fail(L, st, "server close", NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* server:close_wait([timeout]) -> true once the listener (and, if asked, every connection) is closed. */
+static int l_close_wait(lua_State *L) {
+  lcn_server *b = check_server(L);
+  lua_Integer deadline = lcn_deadline(L, 2, -1);
+  if (cn_server_is_close_finished(b->srv)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lcn_fiber *f = lcn_fiber_current(L);
+  cn_server_close_wait(b->srv, &f->waiter);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, close_wait_k, 0);
+}
+
+static int l_is_closed(lua_State *L) {
+  lua_pushboolean(L, cn_server_is_closed(check_server(L)->srv));
+  return 1;
+}
+
+static int l_is_close_finished(lua_State *L) {
+  lua_pushboolean(L, cn_server_is_close_finished(check_server(L)->srv));
+  return 1;
+}
+
+static int l_num_connections(lua_State *L) {
+  lua_pushinteger(L, cn_server_num_connections(check_server(L)->srv));
+  return 1;
+}
+
+static int l_address(lua_State *L) {
+  cn_addr a;
+  cn_server_address(check_server(L)->srv, &a);
+  lcn_push_address(L, &a);
+  return 1;
+}
+
+static int l_fileno(lua_State *L) {
+  lua_pushinteger(L, cn_server_fileno(check_server(L)->srv));
+  return 1;
+}
+
+static int l_set_drop(lua_State *L) {
+  cn_server_set_drop(check_server(L)->srv, lua_toboolean(L, 2));
+  return 0;
+}
+
+static void set_count(lua_State *L, const char *name, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, name);
+}
+
+static int l_stats(lua_State *L) {
+  cn_server_stats st;
+  cn_server_stats_get(check_server(L)->srv, &st);
+  lua_createtable(L, 0, 6);
+  set_count(L, "connections", st.connections);
+  set_count(L, "accepted", st.accepted);
+  set_count(L, "dropped", st.dropped);
+  set_count(L, "accept_errors", st.accept_errors);
+  set_count(L, "bytes_in", st.bytes_in);
+  set_count(L, "bytes_out", st.bytes_out);
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  lcn_server *b = luaL_checkudata(L, 1, LCN_SERVER);
+  if (!b->srv) return 0;
+  cn_server_close(b->srv, 0);
+  cn_server_unref(b->srv);
+  b->srv = NULL;
+  return 0;
+}
+
+int lcn_open_server(lua_State *L) {
+  static const luaL_Reg methods[] = {{"close", l_close},
+                                     {"close_wait", l_close_wait},
+                                     {"is_closed", l_is_closed},
+                                     {"is_close_finished", l_is_close_finished},
+                                     {"num_connections", l_num_connections},
+                                     {"address", l_address},
+                                     {"fileno", l_fileno},
+                                     {"set_drop_incoming_connections", l_set_drop},
+                                     {"stats", l_stats},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
+  lcn_new_class(L, LCN_SERVER, methods, meta);
+  lua_pushcfunction(L, l_listen);
+  lua_setfield(L, -2, "listen");
+  return 0;
+}

@@ -1,0 +1,273 @@
+/* lstream.c: the socket class. A socket userdata holds the connection's one
+ * core reference; its reader and writer userdata keep it alive. */
+#include <string.h>
+#include <sys/socket.h>
+#include "lbinding.h"
+
+#define LCN_DEFAULT_CONNECT_TIMEOUT 10.0
+
+void lcn_push_conn(lua_State *L, cn_stream *s) {
+  lcn_conn *c = lua_newuserdatauv(L, sizeof *c, 2); /* user values: reader, writer */
+  c->s = s;
+  c->connect_timeout = LCN_DEFAULT_CONNECT_TIMEOUT;
+  c->read_timeout = c->write_timeout = -1;
+  luaL_setmetatable(L, LCN_SOCKET);
+}
+
+lcn_conn *lcn_check_conn(lua_State *L, int idx) { return luaL_checkudata(L, idx, LCN_SOCKET); }
+
+cn_stream *lcn_conn_stream(lua_State *L, lcn_conn *c) {
+  if (!c->s) luaL_error(L, "socket was released");
+  return c->s;
+}
+
+void lcn_push_half(lua_State *L, int conn_idx, const char *cls) {
+  int slot = strcmp(cls, LCN_READER) == 0 ? 1 : 2;
+  conn_idx = lua_absindex(L, conn_idx);
+  if (lua_getiuservalue(L, conn_idx, slot) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  lcn_half *h = lua_newuserdatauv(L, sizeof *h, 1);
+  h->conn = lcn_check_conn(L, conn_idx);
+  h->closed = 0;
+  luaL_setmetatable(L, cls);
+  lua_pushvalue(L, conn_idx);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, conn_idx, slot);
+}
+
+static cn_stream *check_open(lua_State *L, lcn_conn **out) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  if (out) *out = c;
+  return lcn_conn_stream(L, c);
+}
+
+static int push_name(lua_State *L, int peer) {
+  cn_stream *s = check_open(L, NULL);
+  cn_addr a;
+  int rc = peer ? cn_stream_peername(s, &a) : cn_stream_sockname(s, &a);
+  if (rc < 0) return lcn_fail(L, rc, peer ? "getpeername" : "getsockname", NULL);
+  lcn_push_address(L, &a);
+  return 1;
+}
+
+static int l_getpeername(lua_State *L) { return push_name(L, 1); }
+static int l_getsockname(lua_State *L) { return push_name(L, 0); }
+
+static int l_reader(lua_State *L) {
+  lcn_check_conn(L, 1);
+  lcn_push_half(L, 1, LCN_READER);
+  return 1;
+}
+
+static int l_writer(lua_State *L) {
+  lcn_check_conn(L, 1);
+  lcn_push_half(L, 1, LCN_WRITER);
+  return 1;
+}
+
+/* socket:setoption(name, value): "tcp-nodelay", "keepalive" (value true/false or seconds), "reuseaddr". */
+static int l_setoption(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  static const char *const names[] = {"tcp-nodelay", "keepalive", "reuseaddr", NULL};
+  int opt = luaL_checkoption(L, 2, NULL, names);
+  int on = lua_isnumber(L, 3) ? lua_tonumber(L, 3) > 0 : lua_toboolean(L, 3);
+  int rc;
+  if (opt == 0)
+    rc = cn_stream_set_nodelay(s, on);
+  else if (opt == 1)
+    rc = cn_stream_set_keepalive(s, on, lua_isnumber(L, 3) ? (unsigned)lua_tointeger(L, 3) : 0);
+  else
+    rc = cn_stream_set_reuseaddr(s, on);
+  if (rc < 0) return lcn_fail(L, rc, "setoption", NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* socket:shutdown("send"|"receive"|"both") */
+static int l_shutdown(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  static const char *const hows[] = {"receive", "send", "both", NULL};
+  static const int how_of[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
+  int how = luaL_checkoption(L, 2, "both", hows);
+  int rc = cn_stream_shutdown(s, how_of[how]);
+  if (rc < 0) return lcn_fail_stream(L, rc, "shutdown", s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_getfd(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  lua_pushinteger(L, cn_stream_fileno(s));
+  return 1;
+}
+
+/* socket:settimeouts(connect, send, read): seconds, false for none, nil to keep. */
+static int l_settimeouts(lua_State *L) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  double *fields[] = {&c->connect_timeout, &c->write_timeout, &c->read_timeout};
+  for (int i = 0; i < 3; i++)
+    if (!lua_isnoneornil(L, i + 2)) *fields[i] = lcn_opt_seconds(L, i + 2, -1);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_gettimeouts(lua_State *L) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  double v[] = {c->connect_timeout, c->write_timeout, c->read_timeout};
+  for (int i = 0; i < 3; i++) {
+    if (v[i] < 0)
+      lua_pushboolean(L, 0);
+    else
+      lua_pushnumber(L, v[i]);
+  }
+  return 3;
+}
+
+/* socket:bind(address) before connecting. */
+static int l_bind(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  int rc = cn_stream_bind(s, lcn_check_address(L, 2));
+  if (rc < 0) return lcn_fail(L, rc, "bind", lcn_check_address(L, 2));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* socket:close(): starts the graceful close of both halves; never waits. */
+static int l_close(lua_State *L) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  if (c->s) cn_stream_close(c->s);
+  return 0;
+}
+
+/* socket:abort(): closes at once, dropping unflushed bytes. */
+static int l_abort(lua_State *L) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  if (c->s) cn_stream_abort(c->s, CN_ECLOSED);
+  return 0;
+}
+
+static int l_is_closed(lua_State *L) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  lua_pushboolean(L, !c->s || cn_stream_is_closing(c->s));
+  return 1;
+}
+
+static int close_finished_k(lua_State *L, int status, lua_KContext kctx) {
+  (void)status;
+  (void)kctx;
+  int st = lcn_fiber_status(L);
+  if (st < 0) return lcn_fail(L, st, "close_finished", NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* socket:close_finished([timeout]) -> true once the descriptor is closed. */
+static int l_close_finished(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  lua_Integer deadline = lcn_deadline(L, 2, -1);
+  if (cn_stream_is_closed(s)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lcn_fiber *f = lcn_fiber_current(L);
+  cn_stream_close_wait(s, &f->waiter);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, close_finished_k, 0);
+}
+
+static int l_stats(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)cn_stream_bytes_in(s));
+  lua_setfield(L, -2, "bytes_in");
+  lua_pushinteger(L, (lua_Integer)cn_stream_bytes_out(s));
+  lua_setfield(L, -2, "bytes_out");
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  if (c->s) cn_stream_unref(c->s);
+  c->s = NULL;
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  lcn_conn *c = lcn_check_conn(L, 1);
+  cn_addr a;
+  char text[160] = "unconnected";
+  if (!c->s)
+    strcpy(text, "released");
+  else if (cn_stream_is_closing(c->s))
+    strcpy(text, "closed");
+  else if (cn_stream_peername(c->s, &a) == 0)
+    cn_addr_format(&a, text, sizeof text);
+  lua_pushfstring(L, "coronet.socket (%s): %p", text, (void *)c);
+  return 1;
+}
+
+/* core.tcp_socket(family) -> an unconnected socket for bind-before-connect. */
+static int l_tcp_socket(lua_State *L) {
+  static const char *const families[] = {"inet", "inet6", NULL};
+  int fam = luaL_checkoption(L, 1, "inet", families) == 0 ? AF_INET : AF_INET6;
+  cn_stream *s;
+  int rc = cn_stream_new_tcp(lcn_ctx_get(L)->loop, fam, &s);
+  if (rc < 0) return lcn_fail(L, rc, "socket", NULL);
+  lcn_push_conn(L, s);
+  return 1;
+}
+
+/* core.adopt_fd(fd) -> socket over an inherited connected descriptor. */
+static int l_adopt_fd(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0, 1, "not a file descriptor");
+  cn_stream *s;
+  int rc = cn_stream_open_fd(lcn_ctx_get(L)->loop, (int)fd, &s);
+  if (rc < 0) return lcn_fail(L, rc, "adopt descriptor", NULL);
+  lcn_push_conn(L, s);
+  return 1;
+}
+
+/* Applies reader/writer sizes and limits from an options table at idx. */
+static int l_configure(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  cn_stream_opts o;
+  memset(&o, 0, sizeof o);
+  lua_getfield(L, 2, "reader_buffer_size");
+  o.reader_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, 2, "writer_buffer_size");
+  o.writer_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, 2, "buffer_age_limit");
+  o.buffer_age_limit_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
+  lua_getfield(L, 2, "close_timeout");
+  o.close_timeout_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
+  cn_stream_configure(s, &o);
+  lua_settop(L, 1);
+  return 1;
+}
+
+int lcn_open_stream(lua_State *L) {
+  static const luaL_Reg methods[] = {{"getpeername", l_getpeername},
+                                     {"getsockname", l_getsockname},
+                                     {"reader", l_reader},
+                                     {"writer", l_writer},
+                                     {"setoption", l_setoption},
+                                     {"shutdown", l_shutdown},
+                                     {"getfd", l_getfd},
+                                     {"settimeouts", l_settimeouts},
+                                     {"gettimeouts", l_gettimeouts},
+                                     {"bind", l_bind},
+                                     {"close", l_close},
+                                     {"abort", l_abort},
+                                     {"is_closed", l_is_closed},
+                                     {"close_finished", l_close_finished},
+                                     {"stats", l_stats},
+                                     {"configure", l_configure},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", l_gc}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"tcp_socket", l_tcp_socket}, {"adopt_fd", l_adopt_fd}, {NULL, NULL}};
+  lcn_new_class(L, LCN_SOCKET, methods, meta);
+  luaL_setfuncs(L, funcs, 0);
+  return 0;
+}

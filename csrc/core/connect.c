@@ -1,0 +1,237 @@
+/* connect.c: one connect operation. DNS on libuv's threadpool, then each
+ * address in getaddrinfo order under one overall deadline. Abandoning the
+ * operation detaches an in-flight lookup instead of waiting for it. */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include "stream.h"
+
+struct cn_connect {
+  cn__object obj;
+  cn_loop *loop;
+  uv_getaddrinfo_t gai;
+  uv_connect_t req;
+  cn_timer *timer;
+  cn_stream *attempt;     /* the stream being connected (a reference) */
+  cn_stream *socket;      /* the caller's socket, if any (a reference) */
+  struct addrinfo *results, *next;
+  cn_addr target;         /* an explicit address, or the one last tried */
+  int have_target, target_given;
+  cn_list waiters;
+  int status, last_error;
+  int done, owner_gone, in_live_set;
+  int resolving, connecting; /* libuv requests still out */
+};
+
+static void try_next(cn_connect *op);
+
+static void maybe_free(cn_connect *op) {
+  if (op->owner_gone && op->in_live_set && op->done) {
+    cn__object_remove(op->loop, &op->obj);
+    op->in_live_set = 0;
+  }
+  if (!op->owner_gone || op->resolving || op->connecting || op->in_live_set) return;
+  if (op->results) uv_freeaddrinfo(op->results);
+  free(op);
+}
+
+/* Drops the stream of a failed or abandoned attempt. */
+static void drop_attempt(cn_connect *op) {
+  cn_stream *s = op->attempt;
+  if (!s) return;
+  op->attempt = NULL;
+  cn_stream_abort(s, CN_ECLOSED);
+  cn_stream_unref(s);
+}
+
+static void finish(cn_connect *op, int status, int later) {
+  if (op->done) return;
+  op->done = 1;
+  op->status = status;
+  if (op->timer) {
+    cn_timer_close(op->timer);
+    op->timer = NULL;
+  }
+  if (status < 0) drop_attempt(op);
+  if (op->resolving) uv_cancel((uv_req_t *)&op->gai); /* succeeds only while still queued */
+  if (cn_list_empty(&op->waiters))
+    maybe_free(op);
+  else /* last: the owner's callback may take the result and free op */
+    cn__waiters_fire_all(&op->waiters, status, later);
+}
+
+static void on_deadline(cn_timer *t, void *data) {
+  (void)t;
+  finish(data, CN_ETIMEOUT, 0);
+}
+
+static void close_for_loop(cn__object *obj, int abort) {
+  (void)abort;
+  finish(CN_CONTAINER_OF(obj, cn_connect, obj), CN_ECLOSED, 1);
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  cn_connect *op = CN_CONTAINER_OF(req, cn_connect, req);
+  op->connecting = 0;
+  if (op->done) {
+    maybe_free(op);
+    return;
+  }
+  if (status == 0) {
+    cn__stream_connected(op->attempt);
+    finish(op, 0, 0);
+    return;
+  }
+  op->last_error = status;
+  drop_attempt(op);
+  if (op->socket)
+    finish(op, status, 0); /* the caller's socket gets one attempt */
+  else
+    try_next(op);
+}
+
+static int new_attempt(cn_connect *op, cn_stream **out) {
+  int family = cn_addr_family(&op->target);
+  if (op->socket) {
+    cn_stream_ref(op->socket);
+    *out = op->socket;
+    return 0;
+  }
+  if (family != AF_UNIX) return cn_stream_new_tcp(op->loop, family, out);
+  int rc = cn__stream_new(op->loop, 1, out);
+  if (rc == 0) uv_pipe_init(cn_loop_uv(op->loop), &(*out)->h.pipe, 0);
+  return rc;
+}
+
+/* Starts the attempt at op->target. */
+static int attempt(cn_connect *op) {
+  int rc = new_attempt(op, &op->attempt);
+  if (rc < 0) return rc;
+  const struct sockaddr *sa = (const struct sockaddr *)&op->target.ss;
+  if (op->attempt->is_unix) {
+    uv_pipe_connect(&op->req, &op->attempt->h.pipe, ((const struct sockaddr_un *)sa)->sun_path, on_connected);
+  } else {
+    rc = uv_tcp_connect(&op->req, &op->attempt->h.tcp, sa, on_connected);
+    if (rc < 0) {
+      drop_attempt(op);
+      return rc;
+    }
+  }
+  op->connecting = 1;
+  return 0;
+}
+
+static void try_next(cn_connect *op) {
+  while (op->next) {
+    struct addrinfo *ai = op->next;
+    op->next = ai->ai_next;
+    if (cn_addr_from_sockaddr(&op->target, ai->ai_addr, ai->ai_addrlen) < 0) continue;
+    op->have_target = 1;
+    int rc = attempt(op);
+    if (rc == 0) return;
+    op->last_error = rc;
+  }
+  finish(op, op->last_error ? op->last_error : CN_ENOADDR, 0);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  cn_connect *op = CN_CONTAINER_OF(req, cn_connect, gai);
+  op->resolving = 0;
+  op->results = res;
+  if (op->done) {
+    maybe_free(op);
+    return;
+  }
+  if (status < 0) {
+    finish(op, status, 0);
+    return;
+  }
+  op->next = res;
+  try_next(op);
+}
+
+/* A literal address needs no lookup. */
+static int resolve(cn_connect *op, const cn_connect_opts *o) {
+  if (!o->host) {
+    op->target = *o->addr;
+    op->have_target = op->target_given = 1;
+    return 0;
+  }
+  if (cn_addr_ip(&op->target, o->host, o->port) == 0) {
+    op->have_target = op->target_given = 1;
+    return 0;
+  }
+  if (o->port < 0 || o->port > 65535) return UV_EINVAL;
+  char port[8];
+  snprintf(port, sizeof port, "%d", o->port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = uv_getaddrinfo(cn_loop_uv(op->loop), &op->gai, on_resolved, o->host, port, &hints);
+  if (rc == 0) op->resolving = 1;
+  return rc;
+}
+
+int cn_connect_start(cn_loop *loop, const cn_connect_opts *o, cn_waiter *w, cn_connect **out) {
+  if (!o->host && !o->addr) return UV_EINVAL;
+  cn_connect *op = calloc(1, sizeof *op);
+  if (!op) return UV_ENOMEM;
+  op->loop = loop;
+  cn_list_init(&op->waiters);
+  if (o->socket) {
+    op->socket = o->socket;
+    cn_stream_ref(o->socket);
+  }
+  cn__object_add(loop, &op->obj, close_for_loop);
+  op->in_live_set = 1;
+  cn__waiter_attach(&op->waiters, w, loop, 0);
+  int rc = resolve(op, o);
+  if (rc == 0 && o->timeout_ms && cn_timer_new(loop, &op->timer) == 0)
+    cn_timer_start(op->timer, o->timeout_ms, on_deadline, op);
+  if (rc == 0 && op->target_given) {
+    rc = attempt(op);
+    if (rc < 0) {
+      op->last_error = rc;
+      finish(op, rc, 1);
+      rc = 0;
+    }
+  }
+  if (rc < 0) {
+    cn_list_remove(&w->link_);
+    op->done = op->owner_gone = 1;
+    if (op->socket) cn_stream_unref(op->socket);
+    maybe_free(op);
+    return rc;
+  }
+  *out = op;
+  return 0;
+}
+
+int cn_connect_take(cn_connect *op, cn_stream **out) {
+  int status = op->status;
+  CN_ASSERT(op->done);
+  *out = NULL;
+  if (status == 0) {
+    *out = op->attempt;
+    op->attempt = NULL;
+  }
+  if (op->socket) cn_stream_unref(op->socket);
+  op->socket = NULL;
+  op->owner_gone = 1;
+  maybe_free(op);
+  return status;
+}
+
+void cn_connect_abort(cn_connect *op) {
+  finish(op, UV_ECANCELED, 1);
+  drop_attempt(op);
+  if (op->socket) cn_stream_unref(op->socket);
+  op->socket = NULL;
+  op->owner_gone = 1;
+  maybe_free(op);
+}
+
+const cn_addr *cn_connect_last_addr(const cn_connect *op) { return op->have_target ? &op->target : NULL; }

@@ -1,0 +1,43 @@
+/* internal.h: helpers shared by the core's files; not installed. */
+#ifndef CN_INTERNAL_H
+#define CN_INTERNAL_H
+
+#include <assert.h>
+#include <stddef.h>
+#include "coronet.h"
+#include "list.h"
+
+#define CN_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define CN_ASSERT(cond) assert(cond)
+#define CN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CN_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define CN_DEFAULT_READER_SIZE (64u * 1024u)
+#define CN_DEFAULT_WRITER_HWM (64u * 1024u)
+#define CN_DEFAULT_CLOSE_TIMEOUT_MS 5000u
+#define CN_SCRATCH_SIZE (64u * 1024u)
+#define CN_LOG_BURST 10
+
+/* Every core object that owns libuv handles registers here, so that
+ * cn_loop_close_all can reach it and cn_loop_live can count it. */
+typedef struct cn__object cn__object;
+struct cn__object {
+  cn_list link;
+  void (*close_all)(cn__object *obj, int abort);
+};
+
+void cn__object_add(cn_loop *loop, cn__object *obj, void (*close_all)(cn__object *, int));
+void cn__object_remove(cn_loop *loop, cn__object *obj);
+
+/* The loop's read scratch buffer: a reader with nothing buffered reads here
+ * and keeps only the leftover bytes, so idle connections hold no buffer. */
+char *cn__loop_scratch(cn_loop *loop, size_t *size);
+
+/* Waiter lists. Delivering "now" is for libuv callbacks; "later" is for
+ * calls made by the waiter's owner (Rule 3: never inside the starting call). */
+void cn__waiter_attach(cn_list *head, cn_waiter *w, cn_loop *loop, size_t want);
+void cn__waiter_fire(cn_waiter *w, int status);
+void cn__waiter_fire_later(cn_waiter *w, int status);
+void cn__waiters_fire_all(cn_list *head, int status, int later);
+
+#endif

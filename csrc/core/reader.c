@@ -1,0 +1,171 @@
+/* reader.c: the buffered reader. Reads go into the loop's scratch buffer
+ * while nothing is buffered, so the waiting fiber consumes them in place and
+ * only leftovers are copied into the stream's own (pooled) buffer. Reading
+ * runs while there is room below the cap, or a waiter wants more, and stops
+ * otherwise (back-pressure). */
+#include <string.h>
+#include "stream.h"
+
+void cn__reader_init(cn_stream *s) {
+  cn_buf_init(&s->r.buf);
+  s->r.cap = CN_DEFAULT_READER_SIZE;
+  cn_list_init(&s->r.waiters);
+}
+
+static cn_waiter *waiter_of(cn_stream *s) {
+  cn_list *link = cn_list_first(&s->r.waiters);
+  return link ? CN_CONTAINER_OF(link, cn_waiter, link_) : NULL;
+}
+
+size_t cn_reader_buffered(const cn_stream *s) { return s->r.view_len + cn_buf_len(&s->r.buf); }
+size_t cn_reader_capacity(const cn_stream *s) { return s->r.cap; }
+int cn_reader_is_closed(const cn_stream *s) { return s->r.closed; }
+
+int cn_reader_status(const cn_stream *s) {
+  if (s->r.closed) return CN_ECLOSED;
+  return s->r.status;
+}
+
+const char *cn_reader_peek(cn_stream *s, size_t *len) {
+  if (s->r.view_len) {
+    *len = s->r.view_len;
+    return s->r.view;
+  }
+  *len = cn_buf_len(&s->r.buf);
+  return cn_buf_data(&s->r.buf);
+}
+
+void cn_reader_consume(cn_stream *s, size_t n) {
+  cn_reader *r = &s->r;
+  CN_ASSERT(n <= cn_reader_buffered(s));
+  if (r->view_len) {
+    r->view += n;
+    r->view_len -= n;
+  } else {
+    cn_buf_consume(&r->buf, n);
+    if (cn_buf_len(&r->buf) == 0) cn__loop_buf_release(s->loop, &r->buf);
+  }
+  cn__reader_update(s);
+}
+
+/* The size the buffer may reach: its cap, or more while a waiter needs more. */
+static size_t target_size(cn_stream *s) {
+  cn_waiter *w = waiter_of(s);
+  return (w && w->want_ > s->r.cap) ? w->want_ : s->r.cap;
+}
+
+static int should_read(cn_stream *s) {
+  const cn_reader *r = &s->r;
+  return s->connected && s->state == CN_STREAM_OPEN && !r->closed && r->status == 0 &&
+         cn_reader_buffered(s) < target_size(s);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+void cn__reader_update(cn_stream *s) {
+  int want = should_read(s);
+  if (want && !s->r.reading) {
+    if (uv_read_start(&s->h.stream, on_alloc, on_read) == 0) s->r.reading = 1;
+  } else if (!want && s->r.reading) {
+    uv_read_stop(&s->h.stream);
+    s->r.reading = 0;
+  }
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+  cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
+  cn_reader *r = &s->r;
+  size_t len = cn_buf_len(&r->buf), target = target_size(s), room = 0;
+  (void)suggested;
+  out->base = NULL;
+  out->len = 0;
+  if (len == 0 && target <= CN_SCRATCH_SIZE) {
+    out->base = cn__loop_scratch(s->loop, &room);
+    out->len = CN_MIN(room, target);
+    return;
+  }
+  if (len >= target) return;
+  cn__loop_buf_acquire(s->loop, &r->buf);
+  size_t want = CN_MIN(target - len, (size_t)CN_SCRATCH_SIZE);
+  if (cn_buf_reserve(&r->buf, want) < 0) return; /* libuv reports UV_ENOBUFS */
+  out->base = cn_buf_tail(&r->buf, &room);
+  out->len = CN_MIN(room, target - len);
+}
+
+/* Wakes the waiter if its wait is satisfied; runs from libuv's read callback. */
+static void notify(cn_stream *s) {
+  cn_waiter *w = waiter_of(s);
+  if (w && (cn_reader_buffered(s) >= w->want_ || s->r.status)) cn__waiter_fire(w, s->r.status);
+}
+
+/* Whatever the fiber left in the scratch view moves into the stream's buffer. */
+static void keep_leftovers(cn_stream *s) {
+  cn_reader *r = &s->r;
+  if (!r->view_len) return;
+  const char *p = r->view;
+  size_t n = r->view_len;
+  r->view = NULL;
+  r->view_len = 0;
+  if (r->closed) return;
+  cn__loop_buf_acquire(s->loop, &r->buf);
+  if (cn_buf_append(&r->buf, p, n) < 0) cn_stream_abort(s, UV_ENOMEM);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
+  cn_reader *r = &s->r;
+  if (nread == 0) return; /* EAGAIN */
+  cn_stream_ref(s);       /* the woken fiber may drop its references */
+  if (nread > 0) {
+    s->bytes_in += (uint64_t)nread;
+    size_t scratch_size;
+    if (buf->base == cn__loop_scratch(s->loop, &scratch_size)) {
+      r->view = buf->base;
+      r->view_len = (size_t)nread;
+    } else {
+      cn_buf_commit(&r->buf, (size_t)nread);
+    }
+    notify(s);
+    keep_leftovers(s);
+  } else {
+    r->status = (int)nread;
+    notify(s);
+  }
+  cn__reader_update(s);
+  cn_stream_unref(s);
+}
+
+int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want) {
+  if (!cn_list_empty(&s->r.waiters)) return CN_EBUSY;
+  cn__waiter_attach(&s->r.waiters, w, s->loop, want);
+  int status = cn_reader_status(s);
+  if (status || cn_reader_buffered(s) >= want)
+    cn__waiter_fire_later(w, status);
+  else
+    cn__reader_update(s);
+  return 0;
+}
+
+void cn__reader_fail_waiters(cn_stream *s, int status, int later) {
+  cn__waiters_fire_all(&s->r.waiters, status, later);
+}
+
+void cn__reader_release(cn_stream *s) {
+  s->r.view = NULL;
+  s->r.view_len = 0;
+  cn__loop_buf_release(s->loop, &s->r.buf);
+  cn__reader_fail_waiters(s, CN_ECLOSED, 0);
+}
+
+void cn_reader_close(cn_stream *s) {
+  cn_reader *r = &s->r;
+  if (r->closed) return;
+  r->closed = 1;
+  cn__reader_update(s);
+  r->view = NULL;
+  r->view_len = 0;
+  cn__loop_buf_release(s->loop, &r->buf);
+  cn__reader_fail_waiters(s, CN_ECLOSED, 1);
+  cn__stream_maybe_finish(s);
+}

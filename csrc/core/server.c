@@ -1,0 +1,303 @@
+/* server.c: a listener with its own accept loop. libuv's uv_listen accepts
+ * one connection past any limit and, on EMFILE, accepts and closes pending
+ * clients; so the server polls the listening socket and calls accept4 itself:
+ * no accept at max_connections, at most max_accepts_per_batch per turn, and a
+ * back-off on resource errors that never spins and never stops for good. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "stream.h"
+
+#define CN_DEFAULT_MAX_CONNECTIONS 10000u
+#define CN_DEFAULT_ACCEPTS_PER_BATCH 64u
+#define CN_DEFAULT_BACKLOG 511
+#define CN_BACKOFF_MIN_MS 10u
+#define CN_BACKOFF_MAX_MS 1000u
+
+struct cn_server {
+  uv_poll_t poll;
+  cn__object obj;
+  cn_loop *loop;
+  int fd;
+  unsigned refs;
+  cn_server_opts opts;
+  cn_stream_opts stream_opts;
+  cn_server_conn_fn on_conn;
+  void *data;
+  cn_list conns;
+  cn_list close_waiters;
+  cn_server_stats stats; /* bytes of closed connections; live ones are summed on demand */
+  cn_addr addr;
+  cn_timer *backoff;
+  unsigned backoff_ms;
+  int polling, drop, closing, close_existing, listener_closed, finished, unlink_path, in_live_set;
+};
+
+static void on_readable(uv_poll_t *handle, int status, int events);
+
+static void set_polling(cn_server *srv, int on) {
+  if (on == srv->polling) return;
+  if (on)
+    uv_poll_start(&srv->poll, UV_READABLE, on_readable);
+  else
+    uv_poll_stop(&srv->poll);
+  srv->polling = on;
+}
+
+static int may_accept(const cn_server *srv) {
+  return !srv->closing && !(srv->backoff_ms && srv->backoff) && srv->stats.connections < srv->opts.max_connections;
+}
+
+static void check_finished(cn_server *srv) {
+  if (srv->finished || !srv->listener_closed) return;
+  if (srv->close_existing && srv->stats.connections > 0) return;
+  srv->finished = 1;
+  cn__object_remove(srv->loop, &srv->obj);
+  srv->in_live_set = 0;
+  srv->refs++;
+  cn__waiters_fire_all(&srv->close_waiters, 0, 0);
+  cn_server_unref(srv);
+}
+
+static void on_conn_closed(cn_stream *s, void *data) {
+  cn_server *srv = data;
+  cn_list_remove(&s->server_link);
+  srv->stats.connections--;
+  srv->stats.bytes_in += s->bytes_in;
+  srv->stats.bytes_out += s->bytes_out;
+  set_polling(srv, may_accept(srv));
+  check_finished(srv);
+}
+
+static void on_backoff_end(cn_timer *t, void *data) {
+  cn_server *srv = data;
+  (void)t;
+  cn_timer_close(srv->backoff);
+  srv->backoff = NULL;
+  set_polling(srv, may_accept(srv));
+}
+
+/* Out of descriptors or memory: pause accepting, doubling the pause each time. */
+static void back_off(cn_server *srv, int err) {
+  srv->backoff_ms = srv->backoff_ms ? CN_MIN(srv->backoff_ms * 2, CN_BACKOFF_MAX_MS) : CN_BACKOFF_MIN_MS;
+  char where[128];
+  cn_addr_format(&srv->addr, where, sizeof where);
+  cn_loop_logf(srv->loop, "coronet: accept on %s failed: %s; pausing accepts for %u ms", where,
+               cn_strerror(err), srv->backoff_ms);
+  if (!srv->backoff && cn_timer_new(srv->loop, &srv->backoff) < 0) return;
+  set_polling(srv, 0);
+  cn_timer_start(srv->backoff, srv->backoff_ms, on_backoff_end, srv);
+}
+
+static void adopt(cn_server *srv, int fd) {
+  cn_stream *s;
+  int rc = cn_stream_open_fd(srv->loop, fd, &s);
+  if (rc < 0) {
+    close(fd);
+    srv->stats.accept_errors++;
+    return;
+  }
+  cn_stream_configure(s, &srv->stream_opts);
+  cn_list_push(&srv->conns, &s->server_link);
+  srv->stats.connections++;
+  s->on_closed = on_conn_closed;
+  s->on_closed_data = srv;
+  srv->on_conn(srv, s, srv->data);
+}
+
+/* One accept; returns 0 to go on, 1 to stop this batch. */
+static int accept_one(cn_server *srv) {
+  int fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return 1;
+    if (err == EINTR || err == ECONNABORTED) return 0;
+    srv->stats.accept_errors++;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      back_off(srv, uv_translate_sys_error(err));
+      return 1;
+    }
+    char where[128];
+    cn_addr_format(&srv->addr, where, sizeof where);
+    cn_loop_logf(srv->loop, "coronet: accept on %s failed: %s", where, strerror(err));
+    return 0;
+  }
+  srv->backoff_ms = 0;
+  srv->stats.accepted++;
+  if (srv->drop) {
+    close(fd);
+    srv->stats.dropped++;
+    return 0;
+  }
+  adopt(srv, fd);
+  return 0;
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  cn_server *srv = CN_CONTAINER_OF(handle, cn_server, poll);
+  (void)status;
+  (void)events;
+  srv->refs++; /* a handler may close and release the server */
+  for (unsigned i = 0; i < srv->opts.max_accepts_per_batch && may_accept(srv); i++)
+    if (accept_one(srv)) break;
+  if (!srv->closing) set_polling(srv, may_accept(srv));
+  cn_server_unref(srv);
+}
+
+static void close_for_loop(cn__object *obj, int abort) {
+  (void)abort;
+  cn_server_close(CN_CONTAINER_OF(obj, cn_server, obj), 0);
+}
+
+static void apply_defaults(cn_server_opts *o) {
+  if (!o->max_connections) o->max_connections = CN_DEFAULT_MAX_CONNECTIONS;
+  if (!o->max_accepts_per_batch) o->max_accepts_per_batch = CN_DEFAULT_ACCEPTS_PER_BATCH;
+  if (o->backlog <= 0) o->backlog = CN_DEFAULT_BACKLOG;
+}
+
+static int start(cn_loop *loop, int fd, const cn_server_opts *opts, cn_server_conn_fn on_conn, void *data,
+                 cn_server **out) {
+  if (listen(fd, opts && opts->backlog > 0 ? opts->backlog : CN_DEFAULT_BACKLOG) < 0)
+    return uv_translate_sys_error(errno);
+  cn_server *srv = calloc(1, sizeof *srv);
+  if (!srv) return UV_ENOMEM;
+  if (opts) srv->opts = *opts;
+  apply_defaults(&srv->opts);
+  int rc = uv_poll_init_socket(cn_loop_uv(loop), &srv->poll, fd);
+  if (rc < 0) {
+    free(srv);
+    return rc;
+  }
+  srv->loop = loop;
+  srv->fd = fd;
+  srv->refs = 1;
+  srv->on_conn = on_conn;
+  srv->data = data;
+  cn_list_init(&srv->conns);
+  cn_list_init(&srv->close_waiters);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) cn_addr_from_sockaddr(&srv->addr, (struct sockaddr *)&ss, len);
+  cn__object_add(loop, &srv->obj, close_for_loop);
+  srv->in_live_set = 1;
+  set_polling(srv, 1);
+  *out = srv;
+  return 0;
+}
+
+static int bind_socket(const cn_addr *addr, const cn_server_opts *opts, int *out) {
+  int family = cn_addr_family(addr), on = 1;
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  if (family != AF_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (opts && opts->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) {
+    int err = uv_translate_sys_error(errno);
+    close(fd);
+    return err;
+  }
+  if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+    int err = uv_translate_sys_error(errno);
+    close(fd);
+    return err;
+  }
+  *out = fd;
+  return 0;
+}
+
+int cn_server_listen(cn_loop *loop, const cn_addr *addr, const cn_server_opts *opts, cn_server_conn_fn on_conn,
+                     void *data, cn_server **out) {
+  int fd;
+  int rc = bind_socket(addr, opts, &fd);
+  if (rc < 0) return rc;
+  rc = start(loop, fd, opts, on_conn, data, out);
+  if (rc < 0) {
+    close(fd);
+    if (cn_addr_family(addr) == AF_UNIX) unlink(((const struct sockaddr_un *)&addr->ss)->sun_path);
+    return rc;
+  }
+  if (cn_addr_family(addr) == AF_UNIX) {
+    (*out)->addr = *addr;
+    (*out)->unlink_path = 1;
+  }
+  return 0;
+}
+
+int cn_server_listen_fd(cn_loop *loop, int fd, const cn_server_opts *opts, cn_server_conn_fn on_conn, void *data,
+                        cn_server **out) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return uv_translate_sys_error(errno);
+  return start(loop, fd, opts, on_conn, data, out);
+}
+
+void cn_server_ref(cn_server *srv) { srv->refs++; }
+
+void cn_server_unref(cn_server *srv) {
+  CN_ASSERT(srv->refs > 0);
+  if (--srv->refs > 0) return;
+  if (srv->finished)
+    free(srv);
+  else
+    cn_server_close(srv, 0);
+}
+
+static void on_listener_closed(uv_handle_t *handle) {
+  cn_server *srv = CN_CONTAINER_OF(handle, cn_server, poll);
+  close(srv->fd);
+  if (srv->unlink_path) unlink(((const struct sockaddr_un *)&srv->addr.ss)->sun_path);
+  srv->listener_closed = 1;
+  check_finished(srv);
+  cn_server_unref(srv); /* the reference cn_server_close took */
+}
+
+static void abort_connections(cn_server *srv) {
+  cn_list *link;
+  for (link = srv->conns.next; link != &srv->conns; link = link->next)
+    cn_stream_abort(CN_CONTAINER_OF(link, cn_stream, server_link), CN_ECLOSED);
+}
+
+void cn_server_close(cn_server *srv, int close_existing) {
+  if (close_existing && !srv->close_existing) {
+    srv->close_existing = 1;
+    abort_connections(srv);
+  }
+  if (srv->closing) return;
+  srv->closing = 1;
+  if (srv->backoff) {
+    cn_timer_close(srv->backoff);
+    srv->backoff = NULL;
+  }
+  set_polling(srv, 0);
+  srv->refs++; /* released by on_listener_closed */
+  uv_close((uv_handle_t *)&srv->poll, on_listener_closed);
+}
+
+void cn_server_close_wait(cn_server *srv, cn_waiter *w) {
+  cn__waiter_attach(&srv->close_waiters, w, srv->loop, 0);
+  if (srv->finished) cn__waiter_fire_later(w, 0);
+}
+
+int cn_server_is_closed(const cn_server *srv) { return srv->closing; }
+int cn_server_is_close_finished(const cn_server *srv) { return srv->finished; }
+void cn_server_set_drop(cn_server *srv, int drop) { srv->drop = drop; }
+unsigned cn_server_num_connections(const cn_server *srv) { return srv->stats.connections; }
+int cn_server_fileno(const cn_server *srv) { return srv->listener_closed ? CN_ECLOSED : srv->fd; }
+
+int cn_server_address(const cn_server *srv, cn_addr *out) {
+  *out = srv->addr;
+  return 0;
+}
+
+void cn_server_set_stream_opts(cn_server *srv, const cn_stream_opts *opts) { srv->stream_opts = *opts; }
+
+void cn_server_stats_get(const cn_server *srv, cn_server_stats *out) {
+  *out = srv->stats;
+  for (const cn_list *link = srv->conns.next; link != &srv->conns; link = link->next) {
+    const cn_stream *s = CN_CONTAINER_OF(link, cn_stream, server_link);
+    out->bytes_in += s->bytes_in;
+    out->bytes_out += s->bytes_out;
+  }
+}

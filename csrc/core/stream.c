@@ -1,0 +1,219 @@
+/* stream.c: one tcp or unix stream socket. Owns the libuv handle, counts its
+ * references, and runs the one close sequence: stop reading, flush (bounded),
+ * shut down, close the fd. */
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "stream.h"
+
+static void close_for_loop(cn__object *obj, int abort) {
+  cn_stream *s = CN_CONTAINER_OF(obj, cn_stream, obj);
+  if (abort)
+    cn_stream_abort(s, CN_ECLOSED);
+  else
+    cn_stream_close(s);
+}
+
+int cn__stream_new(cn_loop *loop, int is_unix, cn_stream **out) {
+  cn_stream *s = calloc(1, sizeof *s);
+  if (!s) return UV_ENOMEM;
+  s->loop = loop;
+  s->refs = 1;
+  s->is_unix = is_unix;
+  cn_list_init(&s->close_waiters);
+  cn_list_init(&s->server_link);
+  cn__reader_init(s);
+  cn__writer_init(s);
+  cn__object_add(loop, &s->obj, close_for_loop);
+  *out = s;
+  return 0;
+}
+
+/* Frees a stream whose handle was never initialised. */
+static void discard(cn_stream *s) {
+  cn__object_remove(s->loop, &s->obj);
+  free(s);
+}
+
+int cn_stream_new_tcp(cn_loop *loop, int family, cn_stream **out) {
+  cn_stream *s;
+  int rc = cn__stream_new(loop, 0, &s);
+  if (rc < 0) return rc;
+  rc = uv_tcp_init_ex(cn_loop_uv(loop), &s->h.tcp, (unsigned)family);
+  if (rc < 0) {
+    discard(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+static int fd_is_unix(int fd) {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return -1;
+  return domain == AF_UNIX;
+}
+
+int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
+  int is_unix = fd_is_unix(fd);
+  if (is_unix < 0) return UV_ENOTSOCK;
+  cn_stream *s;
+  int rc = cn__stream_new(loop, is_unix, &s);
+  if (rc < 0) return rc;
+  if (is_unix) {
+    uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0);
+    rc = uv_pipe_open(&s->h.pipe, fd);
+  } else {
+    uv_tcp_init(cn_loop_uv(loop), &s->h.tcp);
+    rc = uv_tcp_open(&s->h.tcp, fd);
+  }
+  if (rc < 0) {
+    /* The handle holds no fd after a failed open: closing it leaves the caller's fd alone. */
+    cn__stream_close_handle(s, CN_ECLOSED);
+    cn_stream_unref(s);
+    return rc;
+  }
+  cn__stream_connected(s);
+  *out = s;
+  return 0;
+}
+
+void cn__stream_connected(cn_stream *s) {
+  s->connected = 1;
+  if (!s->is_unix) uv_tcp_nodelay(&s->h.tcp, 1);
+  cn__reader_update(s);
+}
+
+void cn_stream_ref(cn_stream *s) { s->refs++; }
+
+void cn_stream_unref(cn_stream *s) {
+  CN_ASSERT(s->refs > 0);
+  if (--s->refs > 0) return;
+  if (s->state == CN_STREAM_CLOSED)
+    free(s);
+  else if (s->state == CN_STREAM_OPEN)
+    cn_stream_close(s);
+}
+
+void cn_stream_configure(cn_stream *s, const cn_stream_opts *o) {
+  if (o->reader_buffer_size) s->r.cap = o->reader_buffer_size;
+  if (o->writer_buffer_size) s->w.hwm = o->writer_buffer_size;
+  s->w.age_limit_ms = o->buffer_age_limit_ms;
+  if (o->close_timeout_ms) s->w.close_timeout_ms = o->close_timeout_ms;
+  cn__reader_update(s);
+}
+
+cn_loop *cn_stream_loop(const cn_stream *s) { return s->loop; }
+int cn_stream_is_unix(const cn_stream *s) { return s->is_unix; }
+
+int cn_stream_bind(cn_stream *s, const cn_addr *addr) {
+  if (s->is_unix || s->state != CN_STREAM_OPEN) return UV_EINVAL;
+  return uv_tcp_bind(&s->h.tcp, (const struct sockaddr *)&addr->ss, 0);
+}
+
+int cn_stream_fileno(const cn_stream *s) {
+  uv_os_fd_t fd;
+  if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
+  int rc = uv_fileno(&s->h.handle, &fd);
+  return rc < 0 ? rc : fd;
+}
+
+static int name_of(const cn_stream *s, cn_addr *out, int peer) {
+  int fd = cn_stream_fileno(s);
+  if (fd < 0) return fd;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
+  if (rc < 0) return uv_translate_sys_error(errno);
+  return cn_addr_from_sockaddr(out, (struct sockaddr *)&ss, len);
+}
+
+int cn_stream_peername(const cn_stream *s, cn_addr *out) { return name_of(s, out, 1); }
+int cn_stream_sockname(const cn_stream *s, cn_addr *out) { return name_of(s, out, 0); }
+
+int cn_stream_set_nodelay(cn_stream *s, int on) {
+  if (s->is_unix) return UV_ENOTSUP;
+  if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
+  return uv_tcp_nodelay(&s->h.tcp, on);
+}
+
+int cn_stream_set_keepalive(cn_stream *s, int on, unsigned delay_s) {
+  if (s->is_unix) return UV_ENOTSUP;
+  if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
+  return uv_tcp_keepalive(&s->h.tcp, on, delay_s ? delay_s : 60);
+}
+
+int cn_stream_set_reuseaddr(cn_stream *s, int on) {
+  int fd = cn_stream_fileno(s);
+  if (fd < 0) return fd;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0) return uv_translate_sys_error(errno);
+  return 0;
+}
+
+int cn_stream_shutdown(cn_stream *s, int how) {
+  if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
+  if (how == SHUT_RD || how == SHUT_RDWR) {
+    int fd = cn_stream_fileno(s);
+    if (fd >= 0 && s->connected) shutdown(fd, SHUT_RD);
+    cn_reader_close(s);
+  }
+  if (how == SHUT_WR || how == SHUT_RDWR) cn_writer_close(s);
+  return 0;
+}
+
+void cn_stream_close(cn_stream *s) {
+  if (s->state != CN_STREAM_OPEN) return;
+  if (!s->connected) {
+    cn__stream_close_handle(s, CN_ECLOSED);
+    return;
+  }
+  cn_reader_close(s);
+  cn_writer_close(s);
+}
+
+void cn_stream_abort(cn_stream *s, int status) {
+  if (s->state != CN_STREAM_OPEN) return;
+  cn__stream_close_handle(s, status);
+}
+
+int cn_stream_is_closing(const cn_stream *s) {
+  return s->state != CN_STREAM_OPEN || (s->r.closed && s->w.closing);
+}
+int cn_stream_is_closed(const cn_stream *s) { return s->state == CN_STREAM_CLOSED; }
+
+void cn_stream_close_wait(cn_stream *s, cn_waiter *w) {
+  cn__waiter_attach(&s->close_waiters, w, s->loop, 0);
+  if (s->state == CN_STREAM_CLOSED) cn__waiter_fire_later(w, 0);
+}
+
+void cn__stream_maybe_finish(cn_stream *s) {
+  if (s->state == CN_STREAM_OPEN && s->r.closed && cn__writer_done(s)) cn__stream_close_handle(s, CN_ECLOSED);
+}
+
+static void on_handle_closed(uv_handle_t *handle) {
+  cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
+  s->state = CN_STREAM_CLOSED;
+  cn__reader_release(s);
+  cn__writer_release(s);
+  cn__object_remove(s->loop, &s->obj);
+  if (s->on_closed) s->on_closed(s, s->on_closed_data);
+  s->refs++; /* the waiters' callbacks may drop the last reference */
+  cn__waiters_fire_all(&s->close_waiters, 0, 0);
+  cn_stream_unref(s);
+}
+
+void cn__stream_close_handle(cn_stream *s, int status) {
+  s->state = CN_STREAM_CLOSING;
+  s->r.closed = 1;
+  if (!s->w.status) s->w.status = status;
+  cn__reader_fail_waiters(s, status, 1);
+  cn__writer_fail_waiters(s, status, 1);
+  if (s->w.timer) {
+    cn_timer_close(s->w.timer);
+    s->w.timer = NULL;
+  }
+  cn_loop_unpost(s->loop, &s->w.flush_task);
+  uv_close(&s->h.handle, on_handle_closed);
+}

@@ -1,0 +1,86 @@
+/* stream.h: the stream struct shared by stream.c, reader.c, writer.c,
+ * connect.c and server.c. Internal. */
+#ifndef CN_STREAM_H
+#define CN_STREAM_H
+
+#include "buf.h"
+#include "internal.h"
+
+typedef struct cn_reader {
+  cn_buf buf;           /* leftover bytes; storage only while non-empty */
+  const char *view;     /* bytes read into the loop's scratch, offered during the read callback */
+  size_t view_len;
+  size_t cap;           /* reader_buffer_size */
+  int status;           /* 0, then UV_EOF or an error once the peer is done */
+  int reading;          /* uv_read_start is active */
+  int closed;
+  cn_list waiters;      /* at most one */
+} cn_reader;
+
+typedef struct cn_writer {
+  cn_buf pending;       /* accepted, not yet handed to the kernel */
+  cn_buf flushing;      /* handed to uv_write, in flight */
+  uv_write_t req;
+  uv_shutdown_t shutdown_req;
+  cn_task flush_task;
+  cn_list waiters;      /* at most one */
+  cn_timer *timer;      /* buffer age limit, or close timeout once closing */
+  size_t hwm;
+  uint64_t age_limit_ms, close_timeout_ms;
+  uint64_t pending_since, flushing_since;
+  int status;           /* sticky error */
+  int in_flight, closing, shutting_down, shut;
+} cn_writer;
+
+enum { CN_STREAM_OPEN, CN_STREAM_CLOSING, CN_STREAM_CLOSED };
+
+struct cn_stream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  cn__object obj;
+  cn_loop *loop;
+  unsigned refs;
+  int state;
+  int is_unix;
+  int connected;
+  cn_reader r;
+  cn_writer w;
+  cn_list close_waiters;
+  cn_stream_closed_fn on_closed; /* the server's hook */
+  void *on_closed_data;
+  cn_list server_link;
+  uint64_t bytes_in, bytes_out;
+};
+
+/* stream.c */
+int cn__stream_new(cn_loop *loop, int is_unix, cn_stream **out);
+/* The socket is connected: apply defaults and start reading. */
+void cn__stream_connected(cn_stream *s);
+/* Closes the fd if both halves are done. */
+void cn__stream_maybe_finish(cn_stream *s);
+/* Start uv_close now; waiters get `status`. */
+void cn__stream_close_handle(cn_stream *s, int status);
+
+/* reader.c */
+void cn__reader_init(cn_stream *s);
+void cn__reader_update(cn_stream *s);
+void cn__reader_fail_waiters(cn_stream *s, int status, int later);
+void cn__reader_release(cn_stream *s);
+
+/* writer.c */
+void cn__writer_init(cn_stream *s);
+int cn__writer_done(const cn_stream *s);
+void cn__writer_fail_waiters(cn_stream *s, int status, int later);
+void cn__writer_release(cn_stream *s);
+
+/* Pooled 4 KiB blocks, so that idle connections hold no buffer and busy
+ * ones do not call malloc for every message (loop.c). */
+#define CN_BLOCK_SIZE 4096u
+void cn__loop_buf_acquire(cn_loop *loop, cn_buf *b);
+void cn__loop_buf_release(cn_loop *loop, cn_buf *b);
+
+#endif

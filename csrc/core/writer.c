@@ -1,0 +1,235 @@
+/* writer.c: the buffered writer. Writes append to `pending` and are flushed
+ * by one task just before the loop next blocks, so small writes made in one
+ * turn leave in one system call. The flush tries a direct write first; what
+ * the kernel does not take goes out by uv_write from `flushing` while new
+ * writes keep appending to `pending`. Large writes on an idle writer skip the
+ * copy and go straight to the kernel. */
+#include "stream.h"
+
+/* A write this large, with nothing queued, is tried directly before copying. */
+#define CN_DIRECT_WRITE_MIN (16u * 1024u)
+
+static void flush(cn_stream *s);
+static void on_timer(cn_timer *t, void *data);
+
+static void flush_task(cn_task *task) {
+  cn_writer *w = CN_CONTAINER_OF(task, cn_writer, flush_task);
+  flush(CN_CONTAINER_OF(w, cn_stream, w));
+}
+
+void cn__writer_init(cn_stream *s) {
+  cn_writer *w = &s->w;
+  cn_buf_init(&w->pending);
+  cn_buf_init(&w->flushing);
+  cn_list_init(&w->waiters);
+  w->hwm = CN_DEFAULT_WRITER_HWM;
+  w->close_timeout_ms = CN_DEFAULT_CLOSE_TIMEOUT_MS;
+}
+
+size_t cn_writer_pending(const cn_stream *s) { return cn_buf_len(&s->w.pending) + cn_buf_len(&s->w.flushing); }
+size_t cn_writer_hwm(const cn_stream *s) { return s->w.hwm; }
+int cn_writer_is_closed(const cn_stream *s) { return s->w.closing; }
+int cn_writer_status(const cn_stream *s) { return s->w.status ? s->w.status : (s->w.closing ? CN_ECLOSED : 0); }
+uint64_t cn_stream_bytes_in(const cn_stream *s) { return s->bytes_in; }
+uint64_t cn_stream_bytes_out(const cn_stream *s) { return s->bytes_out; }
+
+int cn__writer_done(const cn_stream *s) { return s->w.closing && (s->w.shut || s->w.status); }
+
+static cn_waiter *waiter_of(cn_stream *s) {
+  cn_list *link = cn_list_first(&s->w.waiters);
+  return link ? CN_CONTAINER_OF(link, cn_waiter, link_) : NULL;
+}
+
+/* Wakes the waiter once pending bytes are at or below what it allows. */
+static void notify(cn_stream *s) {
+  cn_waiter *w = waiter_of(s);
+  if (w && cn_writer_pending(s) <= w->want_) cn__waiter_fire(w, 0);
+}
+
+void cn__writer_fail_waiters(cn_stream *s, int status, int later) {
+  cn__waiters_fire_all(&s->w.waiters, status, later);
+}
+
+void cn__writer_release(cn_stream *s) {
+  cn__loop_buf_release(s->loop, &s->w.pending);
+  cn__loop_buf_release(s->loop, &s->w.flushing);
+  cn__writer_fail_waiters(s, s->w.status ? s->w.status : CN_ECLOSED, 0);
+}
+
+/* A write error ends the sending side; the reader may still drain what the peer sent. */
+static void fail(cn_stream *s, int err) {
+  cn_writer *w = &s->w;
+  if (!w->status) w->status = err;
+  cn__loop_buf_release(s->loop, &w->pending);
+  cn__writer_fail_waiters(s, err, 0);
+  cn__stream_maybe_finish(s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  cn_stream *s = CN_CONTAINER_OF(req, cn_stream, w.shutdown_req);
+  (void)status; /* ENOTCONN when the peer already went: the side is shut either way */
+  s->w.shut = 1;
+  cn__stream_maybe_finish(s);
+}
+
+static void start_shutdown(cn_stream *s) {
+  cn_writer *w = &s->w;
+  if (w->shutting_down || s->state != CN_STREAM_OPEN) return;
+  w->shutting_down = 1;
+  if (w->timer) cn_timer_stop(w->timer);
+  if (uv_shutdown(&w->shutdown_req, &s->h.stream, on_shutdown) < 0) {
+    w->shut = 1;
+    cn__stream_maybe_finish(s);
+  }
+}
+
+/* Everything was taken by the kernel. */
+static void flushed(cn_stream *s) {
+  cn__loop_buf_release(s->loop, &s->w.pending);
+  if (s->w.timer && !s->w.closing) cn_timer_stop(s->w.timer);
+  if (s->w.closing) start_shutdown(s);
+  notify(s);
+}
+
+static int ensure_timer(cn_stream *s) {
+  if (s->w.timer) return 0;
+  return cn_timer_new(s->loop, &s->w.timer);
+}
+
+/* The age limit applies to the oldest byte the kernel has not taken. */
+static void arm_age_timer(cn_stream *s) {
+  cn_writer *w = &s->w;
+  if (!w->age_limit_ms || w->closing || ensure_timer(s) < 0) return;
+  uint64_t age = cn_loop_now(s->loop) - w->flushing_since;
+  uint64_t left = age >= w->age_limit_ms ? 0 : w->age_limit_ms - age;
+  cn_timer_start(w->timer, left, on_timer, s);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  cn_stream *s = CN_CONTAINER_OF(req, cn_stream, w.req);
+  cn_writer *w = &s->w;
+  w->in_flight = 0;
+  if (status < 0) {
+    if (status != UV_ECANCELED) fail(s, status);
+    return;
+  }
+  s->bytes_out += cn_buf_len(&w->flushing);
+  cn__loop_buf_release(s->loop, &w->flushing);
+  flush(s);
+}
+
+static void start_write(cn_stream *s) {
+  cn_writer *w = &s->w;
+  cn_buf_swap(&w->pending, &w->flushing);
+  w->flushing_since = w->pending_since;
+  uv_buf_t b = uv_buf_init(cn_buf_data(&w->flushing), (unsigned)cn_buf_len(&w->flushing));
+  int rc = uv_write(&w->req, &s->h.stream, &b, 1, on_written);
+  if (rc < 0) {
+    fail(s, rc);
+    return;
+  }
+  w->in_flight = 1;
+  arm_age_timer(s);
+}
+
+static void flush(cn_stream *s) {
+  cn_writer *w = &s->w;
+  if (w->in_flight || s->state != CN_STREAM_OPEN || w->status || !s->connected) return;
+  size_t len = cn_buf_len(&w->pending);
+  if (len) {
+    uv_buf_t b = uv_buf_init(cn_buf_data(&w->pending), (unsigned)len);
+    int n = uv_try_write(&s->h.stream, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      fail(s, n);
+      return;
+    }
+    if (n > 0) {
+      s->bytes_out += (uint64_t)n;
+      cn_buf_consume(&w->pending, (size_t)n);
+    }
+    if (cn_buf_len(&w->pending)) {
+      start_write(s);
+      notify(s);
+      return;
+    }
+  }
+  flushed(s);
+}
+
+/* Hands a large write straight to the kernel; returns how much it took. */
+static size_t write_direct(cn_stream *s, const char *p, size_t n, int *err) {
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  int k = uv_try_write(&s->h.stream, &b, 1);
+  if (k < 0) {
+    if (k != UV_EAGAIN) *err = k;
+    return 0;
+  }
+  s->bytes_out += (uint64_t)k;
+  return (size_t)k;
+}
+
+int cn_writer_write(cn_stream *s, const char *p, size_t n) {
+  cn_writer *w = &s->w;
+  int status = cn_writer_status(s);
+  if (status) return status;
+  if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
+  if (n == 0) return 0;
+  int idle = !w->in_flight && cn_buf_len(&w->pending) == 0;
+  if (idle && n >= CN_DIRECT_WRITE_MIN && s->connected) {
+    int err = 0;
+    size_t k = write_direct(s, p, n, &err);
+    if (err) {
+      fail(s, err);
+      return err;
+    }
+    p += k;
+    n -= k;
+    if (n == 0) return 0;
+  }
+  if (cn_buf_len(&w->pending) == 0) w->pending_since = cn_loop_now(s->loop);
+  cn__loop_buf_acquire(s->loop, &w->pending);
+  int rc = cn_buf_append(&w->pending, p, n);
+  if (rc < 0) return rc;
+  if (!w->in_flight) cn_loop_post(s->loop, &w->flush_task, flush_task);
+  return 0;
+}
+
+int cn_writer_wait(cn_stream *s, cn_waiter *waiter, size_t max_pending) {
+  if (!cn_list_empty(&s->w.waiters)) return CN_EBUSY;
+  cn__waiter_attach(&s->w.waiters, waiter, s->loop, max_pending);
+  int status = s->w.status;
+  if (status || cn_writer_pending(s) <= max_pending) cn__waiter_fire_later(waiter, status);
+  return 0;
+}
+
+static void on_timer(cn_timer *t, void *data) {
+  cn_stream *s = data;
+  cn_writer *w = &s->w;
+  (void)t;
+  if (w->closing) {
+    cn_stream_abort(s, CN_ETIMEOUT); /* the final flush ran out of time */
+  } else if (w->in_flight) {
+    if (cn_loop_now(s->loop) - w->flushing_since >= w->age_limit_ms)
+      cn_stream_abort(s, CN_ESTALLED);
+    else
+      arm_age_timer(s);
+  }
+}
+
+void cn_writer_close(cn_stream *s) {
+  cn_writer *w = &s->w;
+  if (w->closing || s->state != CN_STREAM_OPEN) return;
+  w->closing = 1;
+  if (w->status || !s->connected) {
+    w->shut = 1;
+    cn__writer_fail_waiters(s, w->status ? w->status : CN_ECLOSED, 1);
+    cn__stream_maybe_finish(s);
+    return;
+  }
+  if (cn_writer_pending(s) == 0) {
+    start_shutdown(s);
+    return;
+  }
+  if (ensure_timer(s) == 0) cn_timer_start(w->timer, w->close_timeout_ms, on_timer, s);
+  if (!w->in_flight) cn_loop_post(s->loop, &w->flush_task, flush_task);
+}

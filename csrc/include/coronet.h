@@ -1,0 +1,324 @@
+/*
+ * coronet.h: the public C core API. Plain C99 over libuv; no Lua.
+ *
+ * Ownership in one paragraph: every object here (loop, stream, server,
+ * connect operation, timer) is allocated by the core and freed by the core,
+ * in the close callback of the libuv handle it embeds. Callers hold streams
+ * through counted references (cn_stream_ref/unref). A waiting caller hands
+ * in a cn_waiter it owns; the core calls its callback exactly once (result,
+ * negative error, or an error when the object closes) unless the caller
+ * cancels it first with cn_waiter_cancel. A callback never runs inside the
+ * call that registered it: the core defers it to the next loop turn.
+ *
+ * Errors are negative ints: libuv's codes plus the CN_E* codes below.
+ */
+#ifndef CORONET_H
+#define CORONET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+/* coronet's own codes: name (stable string), kind (Eio category or NULL), message. */
+#define CN_ERRNO_MAP(XX)                                                          \
+  XX(TIMEOUT, -30001, "timeout", "timeout", "operation timed out")               \
+  XX(CLOSED, -30002, "closed", NULL, "connection closed")                        \
+  XX(BUSY, -30003, "busy", NULL, "another fiber is already waiting here")        \
+  XX(CANCELLED, -30004, "cancelled", NULL, "operation cancelled")                \
+  XX(LINE_TOO_LONG, -30005, "line_too_long", NULL, "line exceeds buffer size")   \
+  XX(STALLED, -30006, "stalled", NULL, "unflushed data exceeded buffer age limit") \
+  XX(NOADDR, -30007, "no_matching_addresses", "no_matching_addresses",           \
+     "no address matched")
+
+enum {
+#define CN__ERRNO_ENUM(name, value, str, kind, msg) CN_E##name = value,
+  CN_ERRNO_MAP(CN__ERRNO_ENUM)
+#undef CN__ERRNO_ENUM
+  CN_E_MAX_ = 0
+};
+
+/* Stable code string: "timeout", "closed", ... or libuv's name ("ECONNREFUSED").
+ * UV_EOF reads as "closed" and UV_ECANCELED as "cancelled". Never NULL. */
+const char *cn_err_name(int err);
+/* Eio's category ("refused", "timeout", "connection_reset", "no_matching_addresses") or NULL. */
+const char *cn_err_kind(int err);
+/* Human message. Never NULL. */
+const char *cn_strerror(int err);
+/* The positive errno behind a libuv code, or 0 for coronet's own codes. */
+int cn_err_errno(int err);
+
+/* ------------------------------------------------------------- addresses */
+
+typedef struct cn_addr {
+  struct sockaddr_storage ss; /* AF_INET, AF_INET6 or AF_UNIX */
+  socklen_t len;
+} cn_addr;
+
+/* An IPv4 or IPv6 literal and a port (0..65535). UV_EINVAL if not a literal. */
+int cn_addr_ip(cn_addr *out, const char *ip, int port);
+/* A unix socket path. UV_ENAMETOOLONG if it does not fit sun_path (libuv would truncate). */
+int cn_addr_unix(cn_addr *out, const char *path);
+/* Copy a sockaddr the kernel gave us (len as returned by accept/getsockname). */
+int cn_addr_from_sockaddr(cn_addr *out, const struct sockaddr *sa, socklen_t len);
+int cn_addr_family(const cn_addr *a); /* AF_INET, AF_INET6, AF_UNIX */
+int cn_addr_port(const cn_addr *a);   /* -1 for unix */
+/* The IP text ("127.0.0.1", "::1") or the unix path ("" when unnamed) into buf. */
+int cn_addr_host(const cn_addr *a, char *buf, size_t size);
+/* "127.0.0.1:80", "[::1]:80" or the unix path. Returns the length written (truncating like snprintf). */
+int cn_addr_format(const cn_addr *a, char *buf, size_t size);
+int cn_addr_equal(const cn_addr *a, const cn_addr *b);
+
+/* ------------------------------------------------------------------ loop */
+
+typedef struct cn_loop cn_loop;
+
+/* A task posted to run on the next loop turn, FIFO. The caller owns the
+ * memory and keeps it alive while it is queued. Fields are private. */
+typedef struct cn_task cn_task;
+typedef void (*cn_task_fn)(cn_task *task);
+struct cn_task {
+  cn_task *next_;
+  cn_task_fn fn_;
+  int queued_;
+};
+
+/* An intrusive list link (circular, with a sentinel head). Private. */
+typedef struct cn_list {
+  struct cn_list *next, *prev;
+} cn_list;
+
+/* A waiter: the caller's slot for one pending result. Fields are private
+ * except `data`, which belongs to the caller. */
+typedef struct cn_waiter cn_waiter;
+typedef void (*cn_wait_cb)(cn_waiter *w, int status);
+struct cn_waiter {
+  cn_list link_;            /* in the list of the object waited on */
+  cn_wait_cb cb_;
+  size_t want_;             /* reader: bytes wanted; writer: pending bytes allowed */
+  int status_;              /* for a deferred delivery */
+  cn_task task_;            /* for a deferred delivery */
+  cn_loop *loop_;
+  void *data;
+};
+
+/* Log sink for events an operator must hear about (accept errors...). */
+typedef void (*cn_log_fn)(void *data, const char *msg);
+
+/* A new core loop. host == NULL: coronet owns a fresh uv_loop_t. Otherwise
+ * coronet borrows the host's loop and never closes it. */
+int cn_loop_new(cn_loop **out, uv_loop_t *host);
+uv_loop_t *cn_loop_uv(cn_loop *loop);
+/* Runs uv_run once in `mode`. UV_EBUSY if the loop is already running (uv_run is not re-entrant). */
+int cn_loop_run(cn_loop *loop, uv_run_mode mode);
+int cn_loop_running(const cn_loop *loop);
+void cn_loop_stop(cn_loop *loop);
+uint64_t cn_loop_now(cn_loop *loop); /* loop time, ms */
+double cn_loop_hrnow(void);          /* monotonic seconds */
+int cn_loop_backend_fd(cn_loop *loop);
+int cn_loop_backend_timeout(cn_loop *loop);
+/* Queue fn(task) for the next loop turn (before the loop next blocks). No-op if already queued. */
+void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn);
+/* Remove a queued task; it will not run. Safe if not queued. */
+void cn_loop_unpost(cn_loop *loop, cn_task *task);
+/* Every object the loop knows that has not finished closing. */
+size_t cn_loop_live(const cn_loop *loop);
+/* Start closing every stream, server, connect operation and timer. Streams flush
+ * (bounded by their close timeout) unless `abort`; every waiter gets CN_ECLOSED. */
+void cn_loop_close_all(cn_loop *loop, int abort);
+/* Frees the loop. Requires cn_loop_live() == 0 and no queued task; closes an owned uv loop
+ * (running it until its own handles are closed). */
+void cn_loop_free(cn_loop *loop);
+/* Silent until a logger is set. */
+void cn_loop_set_logger(cn_loop *loop, cn_log_fn fn, void *data);
+/* Logs through the loop's logger, at most CN_LOG_BURST lines per second (excess lines are counted and summarised). */
+void cn_loop_logf(cn_loop *loop, const char *fmt, ...);
+/* Ignore SIGPIPE if it is at its default (libuv writes with write(2)). */
+void cn_ignore_sigpipe(void);
+
+/* ---------------------------------------------------------------- waiter */
+
+void cn_waiter_init(cn_waiter *w, cn_wait_cb cb, void *data);
+/* Detach w from whatever it waits on: its callback will not run. Safe if idle. */
+void cn_waiter_cancel(cn_waiter *w);
+int cn_waiter_pending(const cn_waiter *w);
+
+/* ----------------------------------------------------------------- timer */
+
+typedef struct cn_timer cn_timer;
+typedef void (*cn_timer_cb)(cn_timer *t, void *data);
+
+int cn_timer_new(cn_loop *loop, cn_timer **out);
+/* One shot after `ms`; restarting replaces the previous schedule. The callback runs from the loop. */
+void cn_timer_start(cn_timer *t, uint64_t ms, cn_timer_cb cb, void *data);
+void cn_timer_stop(cn_timer *t);
+/* Stops and frees the timer (after libuv's close callback); its callback never runs again. */
+void cn_timer_close(cn_timer *t);
+
+/* ---------------------------------------------------------------- signal */
+
+/* Waits for one delivery of signal `signum`: w->cb(w, signum) runs from the
+ * loop, or w->cb(w, CN_ECLOSED) if the loop closes first. The watcher then
+ * frees itself. While it waits it keeps the loop alive. */
+int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w);
+/* The number of a signal name ("SIGTERM", "TERM", "INT"...), or 0. */
+int cn_signal_number(const char *name);
+
+/* ---------------------------------------------------------------- stream */
+
+/* One connected (or connectable) tcp or unix socket with its buffered reader
+ * and writer. Counted: whoever holds a pointer holds a reference. The fd
+ * closes when cn_stream_close is called, when both halves are closed, or when
+ * the last reference goes. The memory goes when the fd is closed and the last
+ * reference is dropped. */
+typedef struct cn_stream cn_stream;
+
+typedef struct cn_stream_opts {
+  size_t reader_buffer_size; /* cap on buffered input (longest line); 0 = default 64 KiB */
+  size_t writer_buffer_size; /* high-water mark for cn_writer_wait users; 0 = default 64 KiB */
+  uint64_t buffer_age_limit_ms; /* unflushed data older than this closes with CN_ESTALLED; 0 = unlimited */
+  uint64_t close_timeout_ms;    /* bound on the final flush; 0 = default 5 s */
+} cn_stream_opts;
+
+/* A fresh, unconnected TCP socket of `family` (AF_INET or AF_INET6) for bind-before-connect. */
+int cn_stream_new_tcp(cn_loop *loop, int family, cn_stream **out);
+/* Adopt a connected descriptor (tcp or unix stream). Non-blocking mode is set. */
+int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out);
+void cn_stream_ref(cn_stream *s);
+void cn_stream_unref(cn_stream *s);
+void cn_stream_configure(cn_stream *s, const cn_stream_opts *opts);
+cn_loop *cn_stream_loop(const cn_stream *s);
+int cn_stream_bind(cn_stream *s, const cn_addr *addr);
+int cn_stream_fileno(const cn_stream *s);
+int cn_stream_is_unix(const cn_stream *s);
+int cn_stream_peername(const cn_stream *s, cn_addr *out);
+int cn_stream_sockname(const cn_stream *s, cn_addr *out);
+int cn_stream_set_nodelay(cn_stream *s, int on);
+int cn_stream_set_keepalive(cn_stream *s, int on, unsigned delay_s);
+int cn_stream_set_reuseaddr(cn_stream *s, int on);
+/* shutdown(2) for "receive" (SHUT_RD semantics: the reader closes) and "send" (writer closes). */
+int cn_stream_shutdown(cn_stream *s, int how /* SHUT_RD, SHUT_WR, SHUT_RDWR */);
+/* Graceful close: reader closes, writer flushes (bounded), shuts down, then the fd closes. Idempotent. */
+void cn_stream_close(cn_stream *s);
+/* Immediate close with `status` delivered to every waiter (CN_ECLOSED, CN_ESTALLED...). Idempotent. */
+void cn_stream_abort(cn_stream *s, int status);
+int cn_stream_is_closing(const cn_stream *s);
+int cn_stream_is_closed(const cn_stream *s); /* the fd is closed */
+/* w->cb runs once the fd is closed (status 0). */
+void cn_stream_close_wait(cn_stream *s, cn_waiter *w);
+/* Hook called once when the fd is closed (used by servers to free the slot). */
+typedef void (*cn_stream_closed_fn)(cn_stream *s, void *data);
+
+/* ---------------------------------------------------------------- reader */
+
+/* The buffered bytes, contiguous; valid until the next core call on this stream. */
+const char *cn_reader_peek(cn_stream *s, size_t *len);
+/* Drop n buffered bytes (n <= buffered). */
+void cn_reader_consume(cn_stream *s, size_t n);
+size_t cn_reader_buffered(const cn_stream *s);
+size_t cn_reader_capacity(const cn_stream *s);
+/* 0 while more may come; UV_EOF or a negative error once the peer is done
+ * (delivered only after every buffered byte was offered); CN_ECLOSED once closed. */
+int cn_reader_status(const cn_stream *s);
+/* Wait until more than the current buffered bytes are available, or at least
+ * `want` are buffered (the buffer grows past its cap for this wait), or the
+ * stream ends. Status 0, or the end status. CN_EBUSY if another waiter waits. */
+int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want);
+/* Reader half closes: no more reads, waiter gets CN_ECLOSED. */
+void cn_reader_close(cn_stream *s);
+int cn_reader_is_closed(const cn_stream *s);
+
+/* ---------------------------------------------------------------- writer */
+
+/* Queue n bytes. Never waits: small writes in one loop turn are coalesced into
+ * one system call before the loop next blocks. Fails with the writer's sticky
+ * error (CN_ECLOSED after close, CN_ESTALLED, EPIPE...). */
+int cn_writer_write(cn_stream *s, const char *p, size_t n);
+/* Bytes accepted but not yet taken by the kernel. */
+size_t cn_writer_pending(const cn_stream *s);
+size_t cn_writer_hwm(const cn_stream *s);
+/* Wait until at most `max_pending` bytes are pending (0: the kernel has all).
+ * CN_EBUSY if another waiter waits. */
+int cn_writer_wait(cn_stream *s, cn_waiter *w, size_t max_pending);
+/* Flush (bounded by the close timeout), then shut down the sending side. Idempotent. */
+void cn_writer_close(cn_stream *s);
+int cn_writer_is_closed(const cn_stream *s);
+int cn_writer_status(const cn_stream *s);
+uint64_t cn_stream_bytes_in(const cn_stream *s);
+uint64_t cn_stream_bytes_out(const cn_stream *s);
+
+/* --------------------------------------------------------------- connect */
+
+typedef struct cn_connect cn_connect;
+
+typedef struct cn_connect_opts {
+  const char *host;       /* DNS name or literal (with port); or NULL */
+  int port;
+  const cn_addr *addr;    /* an explicit address (ip or unix); used when host is NULL */
+  uint64_t timeout_ms;    /* one deadline for DNS and every attempt; 0 = none */
+  cn_stream *socket;      /* optional unconnected tcp stream to connect (a reference is taken) */
+} cn_connect_opts;
+
+/* Start connecting: DNS on libuv's threadpool, then every address in
+ * getaddrinfo order. w->cb runs once with 0 (then call cn_connect_take) or an
+ * error: CN_ETIMEOUT, CN_ENOADDR, ECONNREFUSED, EAI_* ... */
+int cn_connect_start(cn_loop *loop, const cn_connect_opts *opts, cn_waiter *w, cn_connect **out);
+/* After the callback: the connected stream (a reference passes to the caller) and frees op. */
+int cn_connect_take(cn_connect *op, cn_stream **out);
+/* Abandon the operation: an attached waiter gets UV_ECANCELED (deferred); a DNS
+ * lookup in flight is detached; the op frees itself. Do not use op afterwards. */
+void cn_connect_abort(cn_connect *op);
+/* The address last attempted (or the one given), for error messages; NULL before DNS answered. */
+const cn_addr *cn_connect_last_addr(const cn_connect *op);
+
+/* ---------------------------------------------------------------- server */
+
+typedef struct cn_server cn_server;
+/* A new connection: conn is a new reference the callback must take over. */
+typedef void (*cn_server_conn_fn)(cn_server *srv, cn_stream *conn, void *data);
+
+typedef struct cn_server_opts {
+  unsigned max_connections;       /* 0 = default 10000 */
+  unsigned max_accepts_per_batch; /* 0 = default 64 */
+  int backlog;                    /* 0 = default 128... SOMAXCONN */
+  int reuseport;
+} cn_server_opts;
+
+typedef struct cn_server_stats {
+  uint64_t accepted, dropped, accept_errors, bytes_in, bytes_out;
+  unsigned connections;
+} cn_server_stats;
+
+/* Bind and listen on addr (tcp or unix). The listener accepts with its own
+ * loop (accept4 on a poll handle), at most max_connections at once. */
+int cn_server_listen(cn_loop *loop, const cn_addr *addr, const cn_server_opts *opts,
+                     cn_server_conn_fn on_conn, void *data, cn_server **out);
+/* Listen on a socket the caller made (already bound); the server owns it from now on. */
+int cn_server_listen_fd(cn_loop *loop, int fd, const cn_server_opts *opts,
+                        cn_server_conn_fn on_conn, void *data, cn_server **out);
+void cn_server_ref(cn_server *srv);
+void cn_server_unref(cn_server *srv);
+/* Stop accepting and close the listener; no on_conn call after this returns.
+ * close_existing aborts every live connection too. Idempotent; a later call may add close_existing. */
+void cn_server_close(cn_server *srv, int close_existing);
+/* w->cb(0) once the listener is closed and, if close_existing was asked, every connection too. */
+void cn_server_close_wait(cn_server *srv, cn_waiter *w);
+int cn_server_is_closed(const cn_server *srv);
+int cn_server_is_close_finished(const cn_server *srv);
+void cn_server_set_drop(cn_server *srv, int drop);
+void cn_server_stats_get(const cn_server *srv, cn_server_stats *out);
+unsigned cn_server_num_connections(const cn_server *srv);
+int cn_server_address(const cn_server *srv, cn_addr *out);
+int cn_server_fileno(const cn_server *srv);
+/* Per-connection stream options applied to every accepted connection. */
+void cn_server_set_stream_opts(cn_server *srv, const cn_stream_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,34 @@
+--- Error values: what every I/O failure returns as `nil, err, code`.
+-- `err` is a table with `code` (a stable string), `kind` (Eio's category
+-- where one applies: "refused", "no_matching_addresses", "timeout",
+-- "connection_reset"), `message`, `errno` and `address`; `tostring(err)` is
+-- the message and `err .. "text"` concatenates. The codes come from one
+-- table, in the C core (csrc/core/error.c): "timeout", "closed", "busy",
+-- "cancelled", "line_too_long", "stalled", "no_matching_addresses", and
+-- libuv's names such as "ECONNREFUSED", "ECONNRESET", "EAI_NONAME".
+-- @module coronet.errors
+local core = require "coronet.core"
+
+local M = {}
+
+--- The metatable every error value carries.
+M.metatable = core.error_metatable
+
+--- Makes an error value for a failure detected in Lua.
+-- @tparam string code a stable code, e.g. "cancelled"
+-- @tparam string message what happened
+-- @param[opt] address where it happened
+-- @treturn table the error value
+function M.new(code, message, address)
+  return core.error(code, message, address)
+end
+
+--- True when `err` is a coronet error value (optionally with the given code).
+-- @param err any value
+-- @tparam[opt] string code
+-- @treturn boolean
+function M.is(err, code)
+  return getmetatable(err) == M.metatable and (code == nil or err.code == code)
+end
+
+return M

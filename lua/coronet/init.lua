@@ -1,0 +1,171 @@
+--- coronet: TCP for Lua 5.4 on libuv, written as plain sequential code.
+-- `coronet.run(fn)` runs `fn` in a fiber and drives the loop; every call
+-- that waits yields its fiber and is resumed from a libuv callback.
+-- @module coronet
+local core = require "coronet.core"
+local deferred = require "coronet.deferred"
+local errors = require "coronet.errors"
+
+local pack, unpack = table.pack, table.unpack
+
+local M = {}
+
+M.ivar = deferred.ivar
+M.errors = errors
+
+--- A fiber started by `coronet.spawn`.
+-- @type Fiber
+local Fiber = {}
+Fiber.__index = Fiber
+
+-- Errors keep their traceback: strings get it appended, error values get a field.
+local function with_traceback(err)
+  if type(err) == "string" then return debug.traceback(err, 2) end
+  if type(err) == "table" and err.traceback == nil then pcall(function() err.traceback = debug.traceback("", 2) end) end
+  return err
+end
+
+local function fiber_body(fiber, fn, ...)
+  local result = pack(xpcall(fn, with_traceback, ...))
+  fiber.done:fill(result)
+  if not result[1] and not fiber.core:is_cancelled() then
+    error(result[2], 0) -- uncaught: ends the run, which re-raises it
+  end
+end
+
+--- Starts `fn(...)` in a new fiber on the next loop turn; works inside and outside `run`.
+-- @tparam function fn
+-- @treturn Fiber
+function M.spawn(fn, ...)
+  assert(type(fn) == "function", "coronet.spawn expects a function")
+  local fiber = setmetatable({ done = deferred.ivar() }, Fiber)
+  fiber.core = core.spawn(fiber_body, fiber, fn, ...)
+  return fiber
+end
+
+--- Cancels the fiber: its current wait and every later one return `nil, err, "cancelled"`.
+function Fiber:cancel() self.core:cancel() end
+
+--- True once the fiber has returned or raised.
+function Fiber:is_done() return self.done.filled end
+
+--- Waits for the fiber and returns its results, or `nil, err, code` if it raised or was cancelled.
+-- @tparam[opt] number timeout seconds
+function Fiber:join(timeout)
+  local result, err, code = self.done.deferred:wait(timeout)
+  if not result then return nil, err, code end
+  if result[1] then return unpack(result, 2, result.n) end
+  local failure = result[2]
+  if self.core:is_cancelled() then
+    return nil, errors.new("cancelled", "fiber was cancelled"), "cancelled"
+  end
+  return nil, failure, errors.is(failure) and failure.code or "error"
+end
+
+function Fiber:__tostring() return tostring(self.core) end
+
+--- Suspends the running fiber for `seconds`. Returns true, or `nil, err, "cancelled"`.
+-- @function sleep
+M.sleep = core.sleep
+
+--- Monotonic time in seconds, a float.
+-- @function now
+M.now = core.now
+
+--- A deferred filled (with the signal number) when the named signal arrives, e.g. "SIGTERM".
+-- @tparam string name
+-- @treturn Deferred
+function M.signal(name)
+  local ivar = deferred.ivar()
+  M.spawn(function()
+    local signum = core.signal_wait(name)
+    if signum then ivar:fill(signum) end
+  end)
+  return ivar.deferred
+end
+
+--- Sets the function that receives operator messages (accept errors, ignored handler errors); silent by default.
+-- @tparam ?function logger called as logger(message)
+M.set_logger = core.set_logger
+
+local function raise_failure()
+  local has, err = core.take_failure()
+  if has then error(err, 0) end
+end
+
+--- Runs one pass of the loop, for hosts that drive it themselves. Waits for
+-- events up to `timeout` seconds (nil: until one arrives, 0: not at all).
+-- Raises if the loop is already running, or a fiber raised.
+-- @tparam[opt] number timeout
+-- @treturn boolean whether anything is left to run
+function M.step(timeout)
+  local waker
+  if timeout and timeout > 0 then waker = core.spawn(core.sleep, timeout) end
+  local alive = core.run_once(timeout == 0)
+  if waker then waker:cancel() end
+  raise_failure()
+  return alive
+end
+
+--- The loop's backend descriptor, for hosts that poll it.
+M.backend_fd = core.backend_fd
+--- Seconds until the loop has work due (nil: nothing scheduled).
+M.backend_timeout = core.backend_timeout
+
+-- Runs the loop until `done()` or an uncaught error; a loop with nothing
+-- left that could wake the main fiber is a deadlock, reported as an error.
+local function drive(done)
+  while not done() and not core.has_failure() do
+    if not core.run_once() and not done() and not core.has_failure() then
+      error("coronet.run: deadlock: the main fiber waits but nothing can wake it", 0)
+    end
+  end
+end
+
+-- Cancels every fiber, closes every server and connection, and runs the loop until all have finished.
+local function teardown()
+  core.cancel_all()
+  core.close_all(false)
+  while (core.fiber_count() > 0 or core.live() > 0) and core.run_once() do
+    core.cancel_all()
+  end
+end
+
+--- Runs `fn(...)` in a fiber and drives the loop until it returns; then
+-- closes whatever is still open, cancels the other fibers and returns
+-- `fn`'s results. An uncaught error in any fiber ends the run the same way
+-- and is raised here with its traceback.
+-- @tparam function fn
+function M.run(fn, ...)
+  if core.is_running() then error("coronet.run: the loop is already running (call run only from outside it)", 2) end
+  core.set_running(true)
+  local main = M.spawn(fn, ...)
+  local ok, err = pcall(drive, function() return main.done.filled end)
+  teardown()
+  core.set_running(false)
+  raise_failure()
+  if not ok then error(err, 0) end
+  local result = main.done.value[1]
+  if not result[1] then error(result[2], 0) end
+  return unpack(result, 2, result.n)
+end
+
+--- An IPv4 or IPv6 address value; raises on a malformed literal.
+-- @tparam string ip
+-- @tparam integer port
+M.address = core.address_ip
+--- A unix socket address value; raises if the path does not fit sun_path.
+-- @tparam string path
+M.unix_address = core.address_unix
+
+setmetatable(M, {
+  __index = function(t, key) -- submodules load on first use
+    if key == "tcp" or key == "tcp_server" or key == "where" or key == "deferred" then
+      local mod = require("coronet." .. key)
+      rawset(t, key, mod)
+      return mod
+    end
+  end,
+})
+
+return M

@@ -1,0 +1,116 @@
+--- Async's Tcp: connect, connect_sock, with_connection.
+-- Options (all optional): `timeout` (seconds for DNS and every attempt
+-- together, default 10, false for none), `interrupt` (a deferred that aborts
+-- the attempt), `reader_buffer_size`, `writer_buffer_size`,
+-- `buffer_age_limit` (seconds, default 120, or "unlimited"), `close_timeout`
+-- (bound on the final flush, default 5 s), `socket` (an unconnected socket
+-- from `tcp.socket()`).
+-- @module coronet.tcp
+local core = require "coronet.core"
+local errors = require "coronet.errors"
+local where = require "coronet.where"
+
+local pack, unpack = table.pack, table.unpack
+
+local M = {
+  Where_to_connect = where.Where_to_connect,
+  Where_to_listen = where.Where_to_listen,
+}
+
+local DEFAULT_TIMEOUT = 10
+local DEFAULT_BUFFER_AGE_LIMIT = 120
+
+local function connect_request(where_to, opts)
+  assert(type(where_to) == "table" and (where_to.host or where_to.address),
+    "coronet.tcp: expected a Where_to_connect value")
+  local timeout = opts.timeout
+  if timeout == nil then timeout = DEFAULT_TIMEOUT end
+  return { host = where_to.host, port = where_to.port, address = where_to.address, timeout = timeout,
+           socket = opts.socket }
+end
+
+-- The interrupt deferred ends this fiber's connect wait (and only that wait).
+local function arm_interrupt(interrupt, state)
+  if not interrupt then return end
+  local fiber = core.current()
+  if not fiber then return end
+  local ticket = fiber:ticket()
+  interrupt:upon(function()
+    if fiber:interrupt(ticket) then state.interrupted = true end
+  end)
+end
+
+--- Connects and returns the socket.
+-- @param where_to a Where_to_connect value
+-- @tparam[opt] table opts see the module
+-- @return socket, or `nil, err, code`
+function M.connect_sock(where_to, opts)
+  opts = opts or {}
+  local state = {}
+  local request = connect_request(where_to, opts)
+  if opts.interrupt and opts.interrupt:is_determined() then
+    return nil, errors.new("cancelled", "connect to " .. where_to.description .. ": interrupted"), "cancelled"
+  end
+  arm_interrupt(opts.interrupt, state)
+  local sock, err, code = core.connect(request)
+  if not sock and state.interrupted then
+    err = errors.new("cancelled", "connect to " .. where_to.description .. ": interrupted", err.address)
+  end
+  return sock, err, code
+end
+
+local function buffer_options(opts)
+  local age = opts.buffer_age_limit
+  if age == nil then age = DEFAULT_BUFFER_AGE_LIMIT end
+  if age == "unlimited" then age = nil end
+  assert(age == nil or (type(age) == "number" and age > 0), "coronet.tcp: buffer_age_limit must be seconds or \"unlimited\"")
+  return { reader_buffer_size = opts.reader_buffer_size, writer_buffer_size = opts.writer_buffer_size,
+           buffer_age_limit = age, close_timeout = opts.close_timeout }
+end
+M.buffer_options = buffer_options
+
+--- Connects and returns the socket with its reader and writer.
+-- @param where_to a Where_to_connect value
+-- @tparam[opt] table opts see the module
+-- @return socket, reader, writer; or `nil, err, code`
+function M.connect(where_to, opts)
+  opts = opts or {}
+  local sock, err, code = M.connect_sock(where_to, opts)
+  if not sock then return nil, err, code end
+  sock:configure(buffer_options(opts))
+  return sock, sock:reader(), sock:writer()
+end
+
+--- Connects, calls `f(socket, reader, writer)`, and when `f` returns or
+-- raises flushes (bounded by close_timeout) and closes. Returns `f`'s
+-- results once the descriptor is closed, or re-raises `f`'s error after
+-- closing. A failed connect returns `nil, err, code` without calling `f`.
+-- @param where_to a Where_to_connect value
+-- @tparam function f
+-- @tparam[opt] table opts see the module
+function M.with_connection(where_to, f, opts)
+  assert(type(f) == "function", "coronet.tcp.with_connection expects a function")
+  local sock, reader, writer = M.connect(where_to, opts)
+  if not sock then return nil, reader, writer end
+  local result = pack(xpcall(f, debug.traceback, sock, reader, writer))
+  sock:close()
+  sock:close_finished()
+  if not result[1] then error(result[2], 0) end
+  return unpack(result, 2, result.n)
+end
+
+--- A new unconnected TCP socket (for bind-before-connect); pass it as `opts.socket`.
+-- @tparam[opt="inet"] string family "inet" or "inet6"
+M.socket = core.tcp_socket
+
+--- Wraps an inherited connected descriptor (tcp or unix) as a socket.
+-- @tparam integer fd
+M.adopt_fd = core.adopt_fd
+
+M.Server = setmetatable({}, { __index = function(t, k)
+  local server = require "coronet.tcp_server"
+  setmetatable(t, { __index = server })
+  return server[k]
+end })
+
+return M

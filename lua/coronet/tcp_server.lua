@@ -1,0 +1,164 @@
+--- Async's Tcp.Server: a listener whose handler runs in a fiber per client.
+-- Options (all optional): `max_connections` (default 10000),
+-- `max_accepts_per_batch` (default 64), `backlog` (default 511),
+-- `on_handler_error` ("raise" by default, "ignore", or function(address, err)),
+-- `buffer_age_limit` (default 120 s, or "unlimited"), `reader_buffer_size`,
+-- `writer_buffer_size`, `close_timeout`, `reuse_port`, `socket` (a bound
+-- listening descriptor to use instead of the address).
+-- @module coronet.tcp_server
+local core = require "coronet.core"
+local deferred = require "coronet.deferred"
+local tcp = require "coronet.tcp"
+
+local Server = {}
+Server.__index = Server
+
+local M = {}
+
+local function check_error_mode(mode)
+  if mode == nil then return "raise" end
+  assert(mode == "raise" or mode == "ignore" or type(mode) == "function",
+    "coronet: on_handler_error must be \"raise\", \"ignore\" or a function")
+  return mode
+end
+
+-- Runs in the handler's fiber after it raised.
+local function handler_failed(server, address, err)
+  local mode = server.on_handler_error
+  if mode == "ignore" then
+    core.log("coronet: handler for " .. tostring(address) .. " raised: " .. tostring(err))
+    return
+  end
+  if type(mode) == "function" then
+    local ok, err2 = pcall(mode, address, err)
+    if ok then return end
+    err = err2
+  end
+  server:close()
+  error(err, 0)
+end
+
+local function handler_ended(server)
+  server.active = server.active - 1
+  if server.active == 0 and server.closed then server.handlers_idle:fill() end
+end
+
+-- The body of each connection's fiber.
+local function serve(server, sock)
+  server.active = server.active + 1
+  local address = sock:getpeername() or sock:getsockname()
+  local ok, err = xpcall(server.handler, debug.traceback, address, sock)
+  sock:close()
+  handler_ended(server)
+  if not ok then handler_failed(server, address, err) end
+end
+
+--- Starts listening; `handler(address, socket)` runs in a new fiber per client.
+-- Binds and listens before returning and never waits.
+-- @param where_to a Where_to_listen value
+-- @tparam function handler
+-- @tparam[opt] table opts see the module
+-- @return the server, or `nil, err, code` if binding failed
+function M.create_sock(where_to, handler, opts)
+  assert(type(where_to) == "table" and where_to.address, "coronet.tcp_server: expected a Where_to_listen value")
+  assert(type(handler) == "function", "coronet.tcp_server: the handler must be a function")
+  opts = opts or {}
+  local server = setmetatable({ handler = handler, on_handler_error = check_error_mode(opts.on_handler_error),
+                                active = 0, closed = false, where = where_to,
+                                handlers_idle = deferred.ivar(), finished = deferred.ivar() }, Server)
+  local listen_opts = tcp.buffer_options(opts)
+  listen_opts.max_connections, listen_opts.max_accepts_per_batch = opts.max_connections, opts.max_accepts_per_batch
+  listen_opts.backlog, listen_opts.reuse_port = opts.backlog, opts.reuse_port
+  local core_server, err, code = core.listen(opts.socket or where_to.address, listen_opts, function(sock)
+    serve(server, sock)
+  end)
+  if not core_server then return nil, err, code end
+  server.core = core_server
+  return server
+end
+
+--- Like create_sock, but the handler gets `(address, reader, writer)`; both close when it ends.
+-- @param where_to a Where_to_listen value
+-- @tparam function handler
+-- @tparam[opt] table opts see the module
+function M.create(where_to, handler, opts)
+  assert(type(handler) == "function", "coronet.tcp_server: the handler must be a function")
+  return M.create_sock(where_to, function(address, sock)
+    return handler(address, sock:reader(), sock:writer())
+  end, opts)
+end
+
+--- create for inet addresses only.
+function M.create_inet(where_to, handler, opts)
+  assert(where_to.address and where_to.address.family ~= "unix", "coronet: create_inet needs an inet address")
+  return M.create(where_to, handler, opts)
+end
+
+--- create_sock for inet addresses only.
+function M.create_sock_inet(where_to, handler, opts)
+  assert(where_to.address and where_to.address.family ~= "unix", "coronet: create_sock_inet needs an inet address")
+  return M.create_sock(where_to, handler, opts)
+end
+
+--- The port (inet) or path (unix) the server listens on.
+function Server:listening_on()
+  local address = self.core:address()
+  if address.family == "unix" then return address.path end
+  return address.port
+end
+
+--- The address value the server listens on.
+function Server:listening_on_address() return self.core:address() end
+
+--- The listening descriptor (accepting on it directly bypasses max_connections).
+function Server:listening_socket() return self.core:fileno() end
+
+--- Stops accepting and closes the listener; with `close_existing_connections`,
+-- closes every connection too. Idempotent; returns the close_finished deferred.
+-- No handler starts after close.
+-- @tparam[opt] table opts `{close_existing_connections=bool}`
+function Server:close(opts)
+  local close_existing = type(opts) == "table" and opts.close_existing_connections or false
+  self.core:close(close_existing)
+  if not self.closed then
+    self.closed = true
+    if self.active == 0 then self.handlers_idle:fill() end
+    core.spawn(function()
+      if self.core:close_wait() then self.finished:fill() end
+    end)
+  end
+  return self.finished.deferred
+end
+
+--- Determined once the listener (and, when asked, every connection) is closed.
+function Server:close_finished() return self.finished.deferred end
+
+--- Determined once close_finished is and every handler has returned.
+function Server:close_finished_and_handlers_determined()
+  local ivar = deferred.ivar()
+  core.spawn(function()
+    self.finished.deferred:wait()
+    self.handlers_idle.deferred:wait()
+    ivar:fill()
+  end)
+  return ivar.deferred
+end
+
+--- True once close has been called.
+function Server:is_closed() return self.closed or self.core:is_closed() end
+
+--- Connections whose descriptor is not yet closed.
+function Server:num_connections() return self.core:num_connections() end
+
+--- Accept and close at once, without calling the handler, while `drop` is true.
+function Server:set_drop_incoming_connections(drop) self.core:set_drop_incoming_connections(drop) end
+
+--- Counters: connections, accepted, dropped, accept_errors, bytes_in, bytes_out.
+function Server:stats() return self.core:stats() end
+
+function Server:__tostring()
+  return ("coronet.server (%s%s)"):format(tostring(self.core:address()), self.closed and ", closed" or "")
+end
+
+M.Server = Server
+return M
