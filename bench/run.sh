@@ -298,7 +298,8 @@ idle_load() { # sets RSS_PER_CONN
     mkfifo "$TMP/idle.in"
     exec {IDLE_FD}<>"$TMP/idle.in"   # read-write: never blocks
     : >"$LOAD_OUT"
-    timeout -k 5 300 "${PIN_LOAD[@]}" "$LOAD" "${LARGS[@]}" <"$TMP/idle.in" >"$LOAD_OUT" 2>>"$LOAD_ERR" &
+    # the loader must not inherit our write end, or it never sees EOF
+    timeout -k 5 300 "${PIN_LOAD[@]}" "$LOAD" "${LARGS[@]}" <"$TMP/idle.in" >"$LOAD_OUT" 2>>"$LOAD_ERR" {IDLE_FD}>&- &
     LPID=$!
     ready=""
     for ((i = 0; i < 3000; i++)); do # 150 s
@@ -552,7 +553,7 @@ mkdir -p "$(dirname "$OUT")"
         echo
         echo "Failures:"
         echo
-        for k in "${!FAILED[@]}"; do echo "- ${k%%|*} / ${k#*|}: ${FAILED[$k]}"; done
+        for k in "${!FAILED[@]}"; do echo "- ${k%%|*} / ${k#*|}: ${FAILED[$k]}"; done | sort
     fi
 } >"$OUT"
 log "table written to $OUT"

@@ -12,14 +12,20 @@
 #define lcn_closethread(co, from) lua_resetthread(co)
 #endif
 
-/* Each fiber's thread carries a pointer to its struct in the thread's extra
- * space. A coroutine the user creates copies the main thread's (NULL). */
-#define FIBER_OF(co) (*(lcn_fiber **)lua_getextraspace(co))
+/* The registry maps each fiber's thread (as a light userdata key) to its
+ * struct while the fiber lives. The thread's extra space would be faster but
+ * is not ours: threads made before luaopen carry whatever the host left there. */
+static lcn_fiber *fiber_of(lua_State *co) {
+  lua_rawgetp(co, LUA_REGISTRYINDEX, co);
+  lcn_fiber *f = lua_touserdata(co, -1);
+  lua_pop(co, 1);
+  return f;
+}
 
 static void resume(lcn_fiber *f, int nargs);
 
 lcn_fiber *lcn_fiber_current(lua_State *L) {
-  lcn_fiber *f = FIBER_OF(L);
+  lcn_fiber *f = fiber_of(L);
   if (f == NULL || f->co != L || f->state != LCN_RUNNING)
     luaL_error(L, "this call waits, so it must run in a coronet fiber: start one with coronet.spawn(fn) "
                   "or coronet.run(fn) (a coroutine made with coroutine.create cannot wait)");
@@ -98,7 +104,7 @@ int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abor
   return lua_yieldk(L, 0, kctx, k);
 }
 
-int lcn_fiber_status(lua_State *L) { return FIBER_OF(L)->status; }
+int lcn_fiber_status(lua_State *L) { return fiber_of(L)->status; }
 
 lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds) {
   double s = lcn_opt_seconds(L, idx, default_seconds);
@@ -123,9 +129,13 @@ static void finish(lcn_fiber *f) {
     f->timer = NULL;
   }
   lua_settop(f->co, 0);
+  lua_pushnil(f->co);
+  lua_rawsetp(f->co, LUA_REGISTRYINDEX, f->co);
   luaL_unref(f->co, LUA_REGISTRYINDEX, f->ref);
   f->ref = LUA_NOREF;
-  (void)ctx;
+  /* coronet.run checks after each pass whether its main fiber is done: end
+   * the pass now rather than letting the loop block in poll first. */
+  if (ctx->running) cn_loop_stop(ctx->loop);
 }
 
 static void resume(lcn_fiber *f, int nargs) {
@@ -160,7 +170,8 @@ void lcn_spawn(lua_State *L, int nargs) {
   lua_xmove(L, co, nargs + 1);
   f->co = co;
   f->ctx = ctx;
-  FIBER_OF(co) = f;
+  lua_pushlightuserdata(L, f);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, co);
   cn_waiter_init(&f->waiter, on_wake, f);
   lua_pushvalue(L, -1);
   f->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -242,18 +253,24 @@ static int l_park(lua_State *L) {
   return lcn_fiber_wait(L, f, deadline, NULL, NULL, park_k, 0);
 }
 
-/* core.sleep(seconds) -> true | nil, err, "cancelled" */
+/* core.sleep(seconds) -> true | nil, err, "cancelled". sleep(0) yields to
+ * the other fibers ready this turn. */
 static int l_sleep(lua_State *L) {
   lcn_fiber *f = lcn_fiber_current(L);
   double s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0, 1, "negative duration");
-  lua_Integer deadline = (lua_Integer)cn_loop_now(f->ctx->loop) + (lua_Integer)(s * 1000.0 + 0.5);
+  lua_Integer ms = (lua_Integer)(s * 1000.0 + 0.5);
+  if (ms == 0 && !f->cancelled) {
+    wake_later(f, CN_ETIMEOUT);
+    return lua_yieldk(L, 0, 1, park_k);
+  }
+  lua_Integer deadline = (lua_Integer)cn_loop_now(f->ctx->loop) + ms;
   return lcn_fiber_wait(L, f, deadline, NULL, NULL, park_k, 1);
 }
 
 /* core.current() -> the running fiber, or nil outside one. */
 static int l_current(lua_State *L) {
-  lcn_fiber *f = FIBER_OF(L);
+  lcn_fiber *f = fiber_of(L);
   if (f && f->co == L && f->ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, f->ref);
   } else {

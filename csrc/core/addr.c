@@ -166,10 +166,9 @@ static void zone_text(uint32_t scope, char *text, size_t size) {
 
 static int ip6_text(const cn_addr *a, char *text) {
   const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
-  size_t n;
   int err = uv_inet_ntop(AF_INET6, &sin6->sin6_addr, text, HOST_MAX);
   if (err == 0 && sin6->sin6_scope_id != 0) {
-    n = strlen(text);
+    size_t n = strlen(text);
     zone_text(sin6->sin6_scope_id, text + n, HOST_MAX - n);
   }
   return err;

@@ -15,6 +15,7 @@ struct cn_loop {
   uv_prepare_t prepare; /* runs queued tasks before the loop blocks */
   uv_idle_t idle;       /* keeps the poll from blocking while tasks remain */
   cn_task *head, *tail;
+  size_t ntasks;
   cn_list objects;
   size_t live;
   char *scratch;
@@ -85,6 +86,7 @@ void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn) {
   else
     loop->head = task;
   loop->tail = task;
+  loop->ntasks++;
   if (!uv_is_active((uv_handle_t *)&loop->prepare)) uv_prepare_start(&loop->prepare, run_tasks);
 }
 
@@ -101,6 +103,7 @@ void cn_loop_unpost(cn_loop *loop, cn_task *task) {
   else
     loop->head = task->next_;
   if (loop->tail == task) loop->tail = prev;
+  loop->ntasks--;
   task->queued_ = 0;
   task->next_ = NULL;
 }
@@ -111,16 +114,16 @@ void cn_loop_unpost(cn_loop *loop, cn_task *task) {
 static void run_tasks(uv_prepare_t *handle) {
   cn_loop *loop = CN_CONTAINER_OF(handle, cn_loop, prepare);
   for (int pass = 0; pass < CN_TASK_PASSES && loop->head; pass++) {
-    cn_task *last = loop->tail;
-    cn_task *t;
-    do {
-      t = loop->head;
+    /* A pass runs at most the tasks queued when it starts (fewer if some are unposted). */
+    for (size_t n = loop->ntasks; n > 0 && loop->head; n--) {
+      cn_task *t = loop->head;
       loop->head = t->next_;
       if (!loop->head) loop->tail = NULL;
       t->next_ = NULL;
       t->queued_ = 0;
+      loop->ntasks--;
       t->fn_(t);
-    } while (t != last && loop->head);
+    }
   }
   if (loop->head) {
     if (!uv_is_active((uv_handle_t *)&loop->idle)) uv_idle_start(&loop->idle, idle_noop);

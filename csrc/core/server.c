@@ -210,7 +210,7 @@ static int bind_socket(const cn_addr *addr, const cn_server_opts *opts, int *out
 
 int cn_server_listen(cn_loop *loop, const cn_addr *addr, const cn_server_opts *opts, cn_server_conn_fn on_conn,
                      void *data, cn_server **out) {
-  int fd;
+  int fd = -1;
   int rc = bind_socket(addr, opts, &fd);
   if (rc < 0) return rc;
   rc = start(loop, fd, opts, on_conn, data, out);
@@ -235,13 +235,26 @@ int cn_server_listen_fd(cn_loop *loop, int fd, const cn_server_opts *opts, cn_se
 
 void cn_server_ref(cn_server *srv) { srv->refs++; }
 
+/* Connections outlive a server closed without close_existing: they forget it. */
+static void detach_connections(cn_server *srv) {
+  cn_list *link;
+  while ((link = cn_list_first(&srv->conns)) != NULL) {
+    cn_stream *s = CN_CONTAINER_OF(link, cn_stream, server_link);
+    cn_list_remove(link);
+    s->on_closed = NULL;
+    s->on_closed_data = NULL;
+  }
+}
+
 void cn_server_unref(cn_server *srv) {
   CN_ASSERT(srv->refs > 0);
   if (--srv->refs > 0) return;
-  if (srv->finished)
+  if (srv->finished) {
+    detach_connections(srv);
     free(srv);
-  else
+  } else {
     cn_server_close(srv, 0);
+  }
 }
 
 static void on_listener_closed(uv_handle_t *handle) {

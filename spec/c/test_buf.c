@@ -265,7 +265,6 @@ static void test_malloc_failure(void) {
 #ifndef UNDER_ASAN
   cn_buf b, before;
   struct rlimit old, lim;
-  int err;
   if (!CHECK_EQ_INT(getrlimit(RLIMIT_AS, &old), 0)) return;
   cn_buf_init(&b);
   CHECK_EQ_INT(append_pattern(&b, 0, 5000), 0);
@@ -275,7 +274,7 @@ static void test_malloc_failure(void) {
   lim.rlim_cur = (rlim_t)256 << 20;
   if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < lim.rlim_cur) lim.rlim_cur = old.rlim_cur;
   if (CHECK_EQ_INT(setrlimit(RLIMIT_AS, &lim), 0)) {
-    err = cn_buf_reserve(&b, (size_t)1 << 30);
+    int err = cn_buf_reserve(&b, (size_t)1 << 30);
     CHECK_EQ_INT(setrlimit(RLIMIT_AS, &old), 0);
     CHECK_EQ_INT(err, UV_ENOMEM);
     CHECK(same_fields(&b, &before));

@@ -1,0 +1,45 @@
+# shellcheck shell=bash
+# .ci/deps.sh: shared by .ci/run, .ci/test and .ci/demo (source it; it runs nothing).
+#
+#   ci_section TITLE    prints a section header
+#   ci_install_deps     installs the Debian 12 packages the build and tests need,
+#                       if any is missing: as root with apt-get, otherwise through
+#                       sudo when there is one; does nothing when all are present.
+
+CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted clang valgrind)
+
+ci_section() {
+    printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"
+}
+
+# The packages of CI_DEPS that dpkg does not list as installed, one per line.
+ci_missing_deps() {
+    local pkg
+    for pkg in "${CI_DEPS[@]}"; do
+        dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -qx 'install ok installed' || echo "$pkg"
+    done
+}
+
+ci_install_deps() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "deps: no dpkg here; assuming the tools are installed: ${CI_DEPS[*]}"
+        return 0
+    fi
+    local -a missing sudo=()
+    mapfile -t missing < <(ci_missing_deps)
+    if ((${#missing[@]} == 0)); then
+        echo "deps: all present (${CI_DEPS[*]})"
+        return 0
+    fi
+    echo "deps: missing: ${missing[*]}"
+    if ((EUID != 0)); then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo)
+        else
+            echo "deps: not root and no sudo: install these first: ${missing[*]}" >&2
+            return 1
+        fi
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${CI_DEPS[@]}"
+}
