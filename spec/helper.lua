@@ -45,9 +45,13 @@ function M.unix_path(name)
   return ("%s/coronet-spec-%d-%s.sock"):format(dir, math.random(1, 1 << 30), name or "s")
 end
 
---- Counts open descriptors of this process (to catch leaks).
+--- Counts open descriptors of this process (to catch leaks). The pid comes
+-- from /proc/self/stat read here: a child's /proc/self would be the child's.
 function M.open_fds()
-  local p = io.popen("ls /proc/self/fd 2>/dev/null | wc -l")
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
   local n = tonumber(p:read("a"))
   p:close()
   return n

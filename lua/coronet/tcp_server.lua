@@ -45,6 +45,10 @@ end
 
 -- The body of each connection's fiber.
 local function serve(server, sock)
+  if server.closed then -- accepted before close, but no handler starts after it
+    sock:close()
+    return
+  end
   server.active = server.active + 1
   local address = sock:getpeername() or sock:getsockname()
   local ok, err = xpcall(server.handler, debug.traceback, address, sock)
@@ -155,6 +159,9 @@ function Server:set_drop_incoming_connections(drop) self.core:set_drop_incoming_
 
 --- Counters: connections, accepted, dropped, accept_errors, bytes_in, bytes_out.
 function Server:stats() return self.core:stats() end
+
+--- `local server <close> = ...` closes the server at the end of the scope.
+function Server:__close() self:close() end
 
 function Server:__tostring()
   return ("coronet.server (%s%s)"):format(tostring(self.core:address()), self.closed and ", closed" or "")
