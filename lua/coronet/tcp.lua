@@ -53,10 +53,11 @@ function M.connect_sock(where_to, opts)
   end
   arm_interrupt(opts.interrupt, state)
   local sock, err, code = core.connect(request)
-  if not sock and state.interrupted then
+  if sock then return sock end
+  if state.interrupted then
     err = errors.new("cancelled", "connect to " .. where_to.description .. ": interrupted", err.address)
   end
-  return sock, err, code
+  return nil, err, code
 end
 
 local function buffer_options(opts)
