@@ -71,13 +71,19 @@ describe("coronet.tcp.with_connection", function()
 
   it("close() with unread input still delivers every flushed byte (lingering close)", function()
     run(function()
-      local _, port, received = recording_server({ reader_buffer_size = 4 * 1024 * 1024 })
+      local received = coronet.ivar()
+      local _, port = helper.server(function(_, r, w)
+        w:write(string.rep("u", 256 * 1024)) -- more than the client will ever read
+        local data, _, code = r:contents()
+        received:fill(data, code)
+      end, { reader_buffer_size = 4 * 1024 * 1024 })
       local big = string.rep("0123456789abcdef", 64 * 1024) -- 1 MiB
-      tcp.with_connection(helper.to(port), function(_, _, w)
-        -- the server's "hello\n" is never read
+      tcp.with_connection(helper.to(port), function(_, r, w)
+        -- a 16-byte reader stops reading: the rest stays unread in the kernel
+        assert.equal("uuuuuu", r:peek(6))
         w:write(big)
-      end, { writer_buffer_size = 4 * 1024 * 1024 })
-      local data, code = received:wait(helper.t(5))
+      end, { reader_buffer_size = 16, writer_buffer_size = 4 * 1024 * 1024 })
+      local data, code = received.deferred:wait(helper.t(5))
       assert.is_nil(code)
       assert.equal(#big, data and #data)
     end)

@@ -10,7 +10,7 @@ void lcn_push_address(lua_State *L, const cn_addr *a) {
   luaL_setmetatable(L, LCN_ADDRESS);
 }
 
-cn_addr *lcn_check_address(lua_State *L, int idx) { return luaL_checkudata(L, idx, LCN_ADDRESS); }
+cn_addr *lcn_check_address(lua_State *L, int idx) { return lcn_check(L, idx, LCN_C_ADDRESS); }
 
 static const char *family_name(const cn_addr *a) {
   switch (cn_addr_family(a)) {
@@ -77,7 +77,7 @@ static int l_address_unix(lua_State *L) {
 }
 
 static int l_is_address(lua_State *L) {
-  lua_pushboolean(L, luaL_testudata(L, 1, LCN_ADDRESS) != NULL);
+  lua_pushboolean(L, lcn_test(L, 1, LCN_C_ADDRESS) != NULL);
   return 1;
 }
 
@@ -86,8 +86,9 @@ int lcn_open_address(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"address_ip", l_address_ip}, {"address_unix", l_address_unix}, {"is_address", l_is_address}, {NULL, NULL}};
   luaL_newmetatable(L, LCN_ADDRESS);
-  luaL_setfuncs(L, meta, 0);
+  lcn_ctx_get(L)->metatables[LCN_C_ADDRESS] = lua_topointer(L, -1);
+  lcn_setfuncs(L, meta);
   lua_pop(L, 1);
-  luaL_setfuncs(L, funcs, 0);
+  lcn_setfuncs(L, funcs);
   return 0;
 }

@@ -17,6 +17,9 @@
 #define LCN_CONNECT "coronet.connect"
 #define LCN_ERROR "coronet.error"
 
+/* Classes, checked by metatable identity (no string lookup per call). */
+enum { LCN_C_FIBER, LCN_C_SOCKET, LCN_C_READER, LCN_C_WRITER, LCN_C_SERVER, LCN_C_ADDRESS, LCN_C_CONNECT, LCN_C_COUNT };
+
 /* Per lua_State context, stored in the registry under lcn_ctx_key. */
 typedef struct lcn_ctx {
   cn_loop *loop;
@@ -27,6 +30,8 @@ typedef struct lcn_ctx {
   int logger_ref;     /* registry ref of the logger function, or LUA_NOREF */
   int anchors_ref;    /* registry ref of a table anchoring open servers */
   int closed;         /* the state is closing: no more fibers run */
+  const void *metatables[LCN_C_COUNT];
+  struct lcn_fiber *current; /* the fiber being resumed, if any */
 } lcn_ctx;
 
 struct lcn_fiber;
@@ -65,7 +70,13 @@ typedef struct lcn_half {
 } lcn_half;
 
 /* lcoronet.c */
+/* The context: the upvalue every binding function carries (registry fallback). */
 lcn_ctx *lcn_ctx_get(lua_State *L);
+/* The userdata at idx if it is of class cls; raises (check) or returns NULL (test). */
+void *lcn_check(lua_State *L, int idx, int cls);
+void *lcn_test(lua_State *L, int idx, int cls);
+/* luaL_setfuncs with the context as the one upvalue. */
+void lcn_setfuncs(lua_State *L, const luaL_Reg *funcs);
 
 /* lfiber.c */
 int lcn_open_fiber(lua_State *L);
@@ -110,8 +121,8 @@ int lcn_open_connect(lua_State *L);
 int lcn_open_server(lua_State *L);
 int lcn_open_timer(lua_State *L);
 
-/* Registers a metatable with methods, __index = methods, and the given metamethods. */
-void lcn_new_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
+/* Registers class cls: a metatable with the metamethods and __index = methods. */
+void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta);
 double lcn_opt_seconds(lua_State *L, int idx, double def);
 
 #endif

@@ -11,7 +11,7 @@ typedef struct lcn_connect_box {
   int port;
 } lcn_connect_box;
 
-static lcn_connect_box *check_op(lua_State *L) { return luaL_checkudata(L, 1, LCN_CONNECT); }
+static lcn_connect_box *check_op(lua_State *L) { return lcn_check(L, 1, LCN_C_CONNECT); }
 
 static void abort_op(lcn_connect_box *box) {
   if (!box->op) return;
@@ -124,8 +124,8 @@ static int l_connect(lua_State *L) {
 int lcn_open_connect(lua_State *L) {
   static const luaL_Reg methods[] = {{NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
-  lcn_new_class(L, LCN_CONNECT, methods, meta);
-  lua_pushcfunction(L, l_connect);
-  lua_setfield(L, -2, "connect");
+  lcn_new_class(L, LCN_C_CONNECT, methods, meta);
+  static const luaL_Reg funcs[] = {{"connect", l_connect}, {NULL, NULL}};
+  lcn_setfuncs(L, funcs);
   return 0;
 }

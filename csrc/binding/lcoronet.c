@@ -6,22 +6,45 @@
 
 static const char lcn_ctx_key = 'c';
 
+static const char *const class_names[LCN_C_COUNT] = {LCN_FIBER,  LCN_SOCKET,  LCN_READER, LCN_WRITER,
+                                                     LCN_SERVER, LCN_ADDRESS, LCN_CONNECT};
+
 lcn_ctx *lcn_ctx_get(lua_State *L) {
+  lcn_ctx *ctx = lua_touserdata(L, lua_upvalueindex(1));
+  if (ctx) return ctx;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &lcn_ctx_key);
-  lcn_ctx *ctx = lua_touserdata(L, -1);
+  ctx = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (!ctx) luaL_error(L, "coronet.core is not loaded in this Lua state");
   return ctx;
 }
 
-void lcn_new_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, meta, 0);
+void *lcn_test(lua_State *L, int idx, int cls) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  int same = lua_topointer(L, -1) == lcn_ctx_get(L)->metatables[cls];
+  lua_pop(L, 1);
+  return same ? p : NULL;
+}
+
+void *lcn_check(lua_State *L, int idx, int cls) {
+  void *p = lcn_test(L, idx, cls);
+  if (!p) luaL_typeerror(L, idx, class_names[cls]);
+  return p;
+}
+
+void lcn_setfuncs(lua_State *L, const luaL_Reg *funcs) {
+  lua_pushlightuserdata(L, lcn_ctx_get(L));
+  luaL_setfuncs(L, funcs, 1);
+}
+
+void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta) {
+  luaL_newmetatable(L, class_names[cls]);
+  lcn_ctx_get(L)->metatables[cls] = lua_topointer(L, -1);
+  lcn_setfuncs(L, meta);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  lcn_setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
 }
 
@@ -193,7 +216,7 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
     open_ctx(L, NULL);
   }
   lua_newtable(L);
-  luaL_setfuncs(L, funcs, 0);
+  lcn_setfuncs(L, funcs);
   lcn_open_error(L);
   lcn_open_fiber(L);
   lcn_open_address(L);

@@ -88,9 +88,7 @@ int lcn_open_error(lua_State *L) {
   lua_pushstring(L, LCN_ERROR);
   lua_setfield(L, -2, "__name");
   lua_setfield(L, -2, "error_metatable");
-  lua_pushcfunction(L, l_new_error);
-  lua_setfield(L, -2, "error");
-  lua_pushcfunction(L, l_error_of);
-  lua_setfield(L, -2, "error_of");
+  static const luaL_Reg funcs[] = {{"error", l_new_error}, {"error_of", l_error_of}, {NULL, NULL}};
+  lcn_setfuncs(L, funcs);
   return 0;
 }

@@ -187,7 +187,7 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
-static lcn_fiber *check_fiber(lua_State *L, int idx) { return luaL_checkudata(L, idx, LCN_FIBER); }
+static lcn_fiber *check_fiber(lua_State *L, int idx) { return lcn_check(L, idx, LCN_C_FIBER); }
 
 static void cancel(lcn_fiber *f) {
   f->cancelled = 1;
@@ -326,7 +326,7 @@ int lcn_open_fiber(lua_State *L) {
                                    {"unpark", l_unpark},       {"sleep", l_sleep},
                                    {"current", l_current},     {"cancel_all", l_cancel_all},
                                    {"fiber_count", l_fiber_count}, {NULL, NULL}};
-  lcn_new_class(L, LCN_FIBER, methods, meta);
-  luaL_setfuncs(L, funcs, 0);
+  lcn_new_class(L, LCN_C_FIBER, methods, meta);
+  lcn_setfuncs(L, funcs);
   return 0;
 }

@@ -15,7 +15,7 @@
 typedef int (*read_step)(lua_State *L, cn_stream *s, size_t *want);
 
 static lcn_half *check_reader(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_READER);
   if (h->closed) luaL_error(L, "reader is closed");
   return h;
 }
@@ -289,7 +289,7 @@ static int l_at_eof(lua_State *L) {
 
 /* reader:close(): the reading half closes; the fd closes once the writer has too. */
 static int l_close(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_READER);
   if (h->closed) return 0;
   h->closed = 1;
   if (h->conn->s) cn_reader_close(h->conn->s);
@@ -297,19 +297,19 @@ static int l_close(lua_State *L) {
 }
 
 static int l_is_closed(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_READER);
   lua_pushboolean(L, h->closed || !h->conn->s || cn_reader_is_closed(h->conn->s));
   return 1;
 }
 
 static int l_socket(lua_State *L) {
-  luaL_checkudata(L, 1, LCN_READER);
+  lcn_check(L, 1, LCN_C_READER);
   lua_getiuservalue(L, 1, 1);
   return 1;
 }
 
 static int l_tostring(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_READER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_READER);
   lua_pushfstring(L, "coronet.reader (%s): %p", h->closed ? "closed" : "open", (void *)h);
   return 1;
 }
@@ -321,6 +321,6 @@ int lcn_open_reader(lua_State *L) {
                                      {"at_eof", l_at_eof},   {"close", l_close},         {"is_closed", l_is_closed},
                                      {"socket", l_socket},   {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
-  lcn_new_class(L, LCN_READER, methods, meta);
+  lcn_new_class(L, LCN_C_READER, methods, meta);
   return 0;
 }

@@ -11,7 +11,7 @@ typedef struct lcn_server {
 } lcn_server;
 
 static lcn_server *check_server(lua_State *L) {
-  lcn_server *b = luaL_checkudata(L, 1, LCN_SERVER);
+  lcn_server *b = lcn_check(L, 1, LCN_C_SERVER);
   if (!b->srv) luaL_error(L, "server was released");
   return b;
 }
@@ -162,7 +162,7 @@ static int l_stats(lua_State *L) {
 }
 
 static int l_gc(lua_State *L) {
-  lcn_server *b = luaL_checkudata(L, 1, LCN_SERVER);
+  lcn_server *b = lcn_check(L, 1, LCN_C_SERVER);
   if (!b->srv) return 0;
   cn_server_close(b->srv, 0);
   cn_server_unref(b->srv);
@@ -182,8 +182,8 @@ int lcn_open_server(lua_State *L) {
                                      {"stats", l_stats},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
-  lcn_new_class(L, LCN_SERVER, methods, meta);
-  lua_pushcfunction(L, l_listen);
-  lua_setfield(L, -2, "listen");
+  lcn_new_class(L, LCN_C_SERVER, methods, meta);
+  static const luaL_Reg funcs[] = {{"listen", l_listen}, {NULL, NULL}};
+  lcn_setfuncs(L, funcs);
   return 0;
 }

@@ -14,7 +14,7 @@ void lcn_push_conn(lua_State *L, cn_stream *s) {
   luaL_setmetatable(L, LCN_SOCKET);
 }
 
-lcn_conn *lcn_check_conn(lua_State *L, int idx) { return luaL_checkudata(L, idx, LCN_SOCKET); }
+lcn_conn *lcn_check_conn(lua_State *L, int idx) { return lcn_check(L, idx, LCN_C_SOCKET); }
 
 cn_stream *lcn_conn_stream(lua_State *L, lcn_conn *c) {
   if (!c->s) luaL_error(L, "socket was released");
@@ -267,7 +267,7 @@ int lcn_open_stream(lua_State *L) {
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"tcp_socket", l_tcp_socket}, {"adopt_fd", l_adopt_fd}, {NULL, NULL}};
-  lcn_new_class(L, LCN_SOCKET, methods, meta);
-  luaL_setfuncs(L, funcs, 0);
+  lcn_new_class(L, LCN_C_SOCKET, methods, meta);
+  lcn_setfuncs(L, funcs);
   return 0;
 }

@@ -23,7 +23,7 @@ static int l_signal_wait(lua_State *L) {
 }
 
 int lcn_open_timer(lua_State *L) {
-  lua_pushcfunction(L, l_signal_wait);
-  lua_setfield(L, -2, "signal_wait");
+  static const luaL_Reg funcs[] = {{"signal_wait", l_signal_wait}, {NULL, NULL}};
+  lcn_setfuncs(L, funcs);
   return 0;
 }

@@ -4,7 +4,7 @@
 #include "lbinding.h"
 
 static lcn_half *check_writer(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_WRITER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
   if (h->closed) luaL_error(L, "writer is closed");
   return h;
 }
@@ -96,7 +96,7 @@ static int l_hwm(lua_State *L) {
 /* writer:close(): flushes (bounded by close_timeout), then shuts down the
  * sending side; never waits. The fd closes once the reader has closed too. */
 static int l_close(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_WRITER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
   if (h->closed) return 0;
   h->closed = 1;
   if (h->conn->s) cn_writer_close(h->conn->s);
@@ -104,19 +104,19 @@ static int l_close(lua_State *L) {
 }
 
 static int l_is_closed(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_WRITER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
   lua_pushboolean(L, h->closed || !h->conn->s || cn_writer_is_closed(h->conn->s));
   return 1;
 }
 
 static int l_socket(lua_State *L) {
-  luaL_checkudata(L, 1, LCN_WRITER);
+  lcn_check(L, 1, LCN_C_WRITER);
   lua_getiuservalue(L, 1, 1);
   return 1;
 }
 
 static int l_tostring(lua_State *L) {
-  lcn_half *h = luaL_checkudata(L, 1, LCN_WRITER);
+  lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
   lua_pushfstring(L, "coronet.writer (%s): %p", h->closed ? "closed" : "open", (void *)h);
   return 1;
 }
@@ -126,6 +126,6 @@ int lcn_open_writer(lua_State *L) {
                                      {"hwm", l_hwm},       {"close", l_close},         {"is_closed", l_is_closed},
                                      {"socket", l_socket}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
-  lcn_new_class(L, LCN_WRITER, methods, meta);
+  lcn_new_class(L, LCN_C_WRITER, methods, meta);
   return 0;
 }

@@ -188,11 +188,30 @@ void cn_stream_close_wait(cn_stream *s, cn_waiter *w) {
   if (s->state == CN_STREAM_CLOSED) cn__waiter_fire_later(w, 0);
 }
 
-/* Lingering close: closing a socket whose receive queue holds unread bytes
- * makes Linux send a reset, and the peer may lose data we already flushed.
- * So after a clean shutdown, read and discard until the peer's EOF, within
- * what is left of the close timeout. */
-static void drain_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
+/* Closing a socket whose receive queue holds unread bytes makes Linux send a
+ * reset instead of a FIN, and the peer may then lose data we already
+ * flushed. So when unread bytes are found at close, they are dropped and the
+ * stream lingers: it reads and drops until the peer's EOF, within the close
+ * timeout, and only then closes. (Bytes that arrive only after the close
+ * still meet a reset; nothing waits for a peer that sent nothing.) */
+#define CN_DISCARD_READS 16
+
+/* Reads and drops what is queued now; returns 1 if there was anything. */
+static int discard_unread(cn_stream *s) {
+  int fd = cn_stream_fileno(s), found = 0;
+  if (!s->connected || s->r.status != 0 || fd < 0) return 0;
+  size_t size;
+  char *scratch = cn__loop_scratch(s->loop, &size);
+  for (int i = 0; i < CN_DISCARD_READS && scratch; i++) {
+    ssize_t n = read(fd, scratch, size);
+    if (n <= 0) break;
+    s->bytes_in += (uint64_t)n;
+    found = 1;
+  }
+  return found;
+}
+
+static void linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
   cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
   size_t size;
   (void)suggested;
@@ -200,34 +219,33 @@ static void drain_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
   out->len = size;
 }
 
-static void drain_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+static void linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
   (void)buf;
   if (nread > 0) s->bytes_in += (uint64_t)nread;
   if (nread < 0) cn__stream_close_handle(s, CN_ECLOSED);
 }
 
-static void on_drain_timeout(cn_timer *t, void *data) {
+static void on_linger_timeout(cn_timer *t, void *data) {
   (void)t;
   cn__stream_close_handle(data, CN_ECLOSED);
 }
 
-static int start_drain(cn_stream *s) {
-  if (s->draining) return 1;
-  if (!s->connected || s->r.status != 0 || s->w.status || !s->w.shut) return 0;
+static int start_linger(cn_stream *s) {
+  if (!s->w.shut || s->w.status) return 0; /* no FIN sent: nothing to wait for */
   if (!s->w.timer && cn_timer_new(s->loop, &s->w.timer) < 0) return 0;
   if (s->r.reading) uv_read_stop(&s->h.stream);
   s->r.reading = 0;
-  if (uv_read_start(&s->h.stream, drain_alloc, drain_read) < 0) return 0;
-  s->draining = 1;
-  uint64_t now = cn_loop_now(s->loop);
-  cn_timer_start(s->w.timer, s->w.close_deadline > now ? s->w.close_deadline - now : 0, on_drain_timeout, s);
+  if (uv_read_start(&s->h.stream, linger_alloc, linger_read) < 0) return 0;
+  s->lingering = 1;
+  cn_timer_start(s->w.timer, s->w.close_timeout_ms, on_linger_timeout, s);
   return 1;
 }
 
 void cn__stream_maybe_finish(cn_stream *s) {
-  if (s->state == CN_STREAM_OPEN && s->r.closed && cn__writer_done(s) && !start_drain(s))
-    cn__stream_close_handle(s, CN_ECLOSED);
+  if (s->state != CN_STREAM_OPEN || s->lingering || !s->r.closed || !cn__writer_done(s)) return;
+  if (discard_unread(s) && start_linger(s)) return;
+  cn__stream_close_handle(s, CN_ECLOSED);
 }
 
 static void on_handle_closed(uv_handle_t *handle) {

@@ -28,7 +28,6 @@ typedef struct cn_writer {
   size_t hwm;
   uint64_t age_limit_ms, close_timeout_ms;
   uint64_t pending_since, flushing_since;
-  uint64_t close_deadline; /* loop time by which the close must be done */
   int status;           /* sticky error */
   int in_flight, closing, shutting_down, shut;
 } cn_writer;
@@ -48,7 +47,7 @@ struct cn_stream {
   int state;
   int is_unix;
   int connected;
-  int draining;         /* reading and discarding until EOF before closing */
+  int lingering;        /* dropping input until the peer's EOF before closing */
   cn_reader r;
   cn_writer w;
   cn_list close_waiters;

@@ -220,7 +220,6 @@ void cn_writer_close(cn_stream *s) {
   cn_writer *w = &s->w;
   if (w->closing || s->state != CN_STREAM_OPEN) return;
   w->closing = 1;
-  w->close_deadline = cn_loop_now(s->loop) + w->close_timeout_ms;
   if (w->status || !s->connected) {
     w->shut = 1;
     cn__writer_fail_waiters(s, w->status ? w->status : CN_ECLOSED, 1);
