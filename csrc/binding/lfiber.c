@@ -12,14 +12,12 @@
 #define lcn_closethread(co, from) lua_resetthread(co)
 #endif
 
-/* The registry maps each fiber's thread (as a light userdata key) to its
- * struct while the fiber lives. The thread's extra space would be faster but
- * is not ours: threads made before luaopen carry whatever the host left there. */
-static lcn_fiber *fiber_of(lua_State *co) {
-  lua_rawgetp(co, LUA_REGISTRYINDEX, co);
-  lcn_fiber *f = lua_touserdata(co, -1);
-  lua_pop(co, 1);
-  return f;
+/* The fiber L runs as: the one being resumed, if L is its thread. (The
+ * thread's extra space is not ours to use: threads made before luaopen carry
+ * whatever the host left there.) */
+static lcn_fiber *fiber_of(lua_State *L) {
+  lcn_fiber *f = lcn_ctx_get(L)->current;
+  return f && f->co == L ? f : NULL;
 }
 
 static void resume(lcn_fiber *f, int nargs);
@@ -107,6 +105,7 @@ int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abor
 int lcn_fiber_status(lua_State *L) { return fiber_of(L)->status; }
 
 lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds) {
+  if (default_seconds < 0 && lua_isnoneornil(L, idx)) return -1;
   double s = lcn_opt_seconds(L, idx, default_seconds);
   if (s < 0) return -1;
   return (lua_Integer)cn_loop_now(lcn_ctx_get(L)->loop) + (lua_Integer)(s * 1000.0 + 0.5);
@@ -129,8 +128,6 @@ static void finish(lcn_fiber *f) {
     f->timer = NULL;
   }
   lua_settop(f->co, 0);
-  lua_pushnil(f->co);
-  lua_rawsetp(f->co, LUA_REGISTRYINDEX, f->co);
   luaL_unref(f->co, LUA_REGISTRYINDEX, f->ref);
   f->ref = LUA_NOREF;
   /* coronet.run checks after each pass whether its main fiber is done: end
@@ -140,9 +137,13 @@ static void finish(lcn_fiber *f) {
 
 static void resume(lcn_fiber *f, int nargs) {
   lua_State *co = f->co;
+  lcn_ctx *ctx = f->ctx;
+  lcn_fiber *outer = ctx->current; /* NULL: fibers are only resumed from the loop */
   int nres;
   f->state = LCN_RUNNING;
+  ctx->current = f;
   int rc = lua_resume(co, NULL, nargs, &nres);
+  ctx->current = outer;
   if (rc == LUA_YIELD) {
     lua_pop(co, nres);
     if (f->state == LCN_RUNNING) { /* a bare coroutine.yield(): run again next turn */
@@ -170,8 +171,6 @@ void lcn_spawn(lua_State *L, int nargs) {
   lua_xmove(L, co, nargs + 1);
   f->co = co;
   f->ctx = ctx;
-  lua_pushlightuserdata(L, f);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, co);
   cn_waiter_init(&f->waiter, on_wake, f);
   lua_pushvalue(L, -1);
   f->ref = luaL_ref(L, LUA_REGISTRYINDEX);

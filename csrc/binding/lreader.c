@@ -22,6 +22,10 @@ static lcn_half *check_reader(lua_State *L) {
 
 static cn_stream *stream_of(lua_State *L) { return lcn_conn_stream(L, check_reader(L)->conn); }
 
+/* The stream of the reader at 1, which start() already checked (the
+ * continuation comes back here without checking again). */
+static cn_stream *checked_stream(lua_State *L) { return ((lcn_half *)lua_touserdata(L, 1))->conn->s; }
+
 /* The end-of-stream code to report once the buffer cannot satisfy a read. */
 static int end_status(cn_stream *s) { return cn_reader_status(s); }
 
@@ -210,12 +214,12 @@ static int drive(lua_State *L, int op);
 static int drive_k(lua_State *L, int status, lua_KContext op) {
   (void)status;
   int st = lcn_fiber_status(L);
-  if (st == CN_ETIMEOUT || st == CN_ECANCELLED) return ops[op].fail(L, stream_of(L), st);
+  if (st == CN_ETIMEOUT || st == CN_ECANCELLED) return ops[op].fail(L, checked_stream(L), st);
   return drive(L, (int)op); /* more bytes, or the end: the step decides */
 }
 
 static int drive(lua_State *L, int op) {
-  cn_stream *s = stream_of(L);
+  cn_stream *s = checked_stream(L);
   size_t want = 0;
   int n = ops[op].step(L, s, &want);
   if (n > 0) return n;
@@ -231,6 +235,7 @@ static int drive(lua_State *L, int op) {
  * socket's read timeout. */
 static int start(lua_State *L, int op, int opts_idx) {
   lcn_half *h = check_reader(L);
+  lcn_conn_stream(L, h->conn);
   lua_settop(L, 3);
   if (opts_idx && lua_istable(L, opts_idx))
     lua_getfield(L, opts_idx, "timeout");

@@ -56,12 +56,14 @@ void cn__writer_release(cn_stream *s) {
   cn__writer_fail_waiters(s, s->w.status ? s->w.status : CN_ECLOSED, 0);
 }
 
-/* A write error ends the sending side; the reader may still drain what the peer sent. */
+/* A write error ends the sending side; the reader may still drain what the
+ * peer sent. The waiter hears of it on the next turn: fail() also runs
+ * inside cn_writer_write, a call of the waiter's owner. */
 static void fail(cn_stream *s, int err) {
   cn_writer *w = &s->w;
   if (!w->status) w->status = err;
   cn__loop_buf_release(s->loop, &w->pending);
-  cn__writer_fail_waiters(s, err, 0);
+  cn__writer_fail_waiters(s, err, 1);
   cn__stream_maybe_finish(s);
 }
 
