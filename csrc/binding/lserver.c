@@ -21,16 +21,17 @@ static void unanchor(lcn_server *b, lua_State *L) {
   b->anchor = LUA_NOREF;
 }
 
-/* From the accept loop: spawn on_connection(socket) in a new fiber. */
+/* From the accept loop: spawn on_connection(arg, socket) in a new fiber. */
 static void on_conn(cn_server *srv, cn_stream *conn, void *data) {
   lcn_server *b = data;
   lua_State *L = b->ctx->L;
   (void)srv;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->anchor);
   lua_getiuservalue(L, -1, 1);
-  lua_remove(L, -2);
+  lua_getiuservalue(L, -2, 2);
+  lua_remove(L, -3);
   lcn_push_conn(L, conn);
-  lcn_spawn(L, 1);
+  lcn_spawn(L, 2);
   lua_pop(L, 1);
 }
 
@@ -57,7 +58,8 @@ static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *
   lua_pop(L, 8);
 }
 
-/* core.listen(address | fd, opts, on_connection) -> server | nil, err, code. Never waits. */
+/* core.listen(address | fd, opts, on_connection, arg) -> server | nil, err, code.
+ * Each connection runs on_connection(arg, socket) in a new fiber. Never waits. */
 static int l_listen(lua_State *L) {
   cn_addr *addr = lua_isinteger(L, 1) ? NULL : lcn_check_address(L, 1);
   luaL_checktype(L, 3, LUA_TFUNCTION);
@@ -65,13 +67,15 @@ static int l_listen(lua_State *L) {
   cn_server_opts o;
   cn_stream_opts so;
   read_opts(L, 2, &o, &so);
-  lcn_server *b = lua_newuserdatauv(L, sizeof *b, 1);
+  lcn_server *b = lua_newuserdatauv(L, sizeof *b, 2);
   b->srv = NULL;
   b->ctx = ctx;
   b->anchor = LUA_NOREF;
   luaL_setmetatable(L, LCN_SERVER);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 4);
+  lua_setiuservalue(L, -2, 2);
   int rc = addr ? cn_server_listen(ctx->loop, addr, &o, on_conn, b, &b->srv)
                 : cn_server_listen_fd(ctx->loop, (int)lua_tointeger(L, 1), &o, on_conn, b, &b->srv);
   if (rc < 0) return lcn_fail(L, rc, "listen on", addr);

@@ -17,11 +17,17 @@ typedef struct cn_reader {
   cn_list waiters;      /* at most one */
 } cn_reader;
 
+/* A writer has at most one request in flight, and the shutdown only follows
+ * the last write, so both share one block that idle connections never get. */
+union cn__writer_req {
+  uv_write_t write;
+  uv_shutdown_t shutdown;
+};
+
 typedef struct cn_writer {
   cn_buf pending;       /* accepted, not yet handed to the kernel */
   cn_buf flushing;      /* handed to uv_write, in flight */
-  uv_write_t req;
-  uv_shutdown_t shutdown_req;
+  union cn__writer_req *req; /* the one request in flight: a write, then the shutdown; made on first use */
   cn_task flush_task;
   cn_list waiters;      /* at most one */
   cn_timer *timer;      /* buffer age limit, or close timeout once closing */

@@ -4,6 +4,7 @@
  * the kernel does not take goes out by uv_write from `flushing` while new
  * writes keep appending to `pending`. Large writes on an idle writer skip the
  * copy and go straight to the kernel. */
+#include <stdlib.h>
 #include "stream.h"
 
 /* A write this large, with nothing queued, is tried directly before copying. */
@@ -51,6 +52,8 @@ void cn__writer_fail_waiters(cn_stream *s, int status, int later) {
 }
 
 void cn__writer_release(cn_stream *s) {
+  free(s->w.req);
+  s->w.req = NULL;
   cn__loop_buf_release(s->loop, &s->w.pending);
   cn__loop_buf_release(s->loop, &s->w.flushing);
   cn__writer_fail_waiters(s, s->w.status ? s->w.status : CN_ECLOSED, 0);
@@ -67,8 +70,14 @@ static void fail(cn_stream *s, int err) {
   cn__stream_maybe_finish(s);
 }
 
+/* The request block, made on first use; freed with the stream's buffers. */
+static union cn__writer_req *request(cn_stream *s) {
+  if (!s->w.req) s->w.req = malloc(sizeof *s->w.req);
+  return s->w.req;
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
-  cn_stream *s = CN_CONTAINER_OF(req, cn_stream, w.shutdown_req);
+  cn_stream *s = req->data;
   (void)status; /* ENOTCONN when the peer already went: the side is shut either way */
   s->w.shut = 1;
   cn__stream_maybe_finish(s);
@@ -79,7 +88,9 @@ static void start_shutdown(cn_stream *s) {
   if (w->shutting_down || s->state != CN_STREAM_OPEN) return;
   w->shutting_down = 1;
   if (w->timer) cn_timer_stop(w->timer);
-  if (uv_shutdown(&w->shutdown_req, &s->h.stream, on_shutdown) < 0) {
+  union cn__writer_req *req = request(s);
+  if (req) req->shutdown.data = s;
+  if (!req || uv_shutdown(&req->shutdown, &s->h.stream, on_shutdown) < 0) {
     w->shut = 1;
     cn__stream_maybe_finish(s);
   }
@@ -108,7 +119,7 @@ static void arm_age_timer(cn_stream *s) {
 }
 
 static void on_written(uv_write_t *req, int status) {
-  cn_stream *s = CN_CONTAINER_OF(req, cn_stream, w.req);
+  cn_stream *s = req->data;
   cn_writer *w = &s->w;
   w->in_flight = 0;
   if (status < 0) {
@@ -125,7 +136,9 @@ static void start_write(cn_stream *s) {
   cn_buf_swap(&w->pending, &w->flushing);
   w->flushing_since = w->pending_since;
   uv_buf_t b = uv_buf_init(cn_buf_data(&w->flushing), (unsigned)cn_buf_len(&w->flushing));
-  int rc = uv_write(&w->req, &s->h.stream, &b, 1, on_written);
+  union cn__writer_req *req = request(s);
+  if (req) req->write.data = s;
+  int rc = req ? uv_write(&req->write, &s->h.stream, &b, 1, on_written) : UV_ENOMEM;
   if (rc < 0) {
     fail(s, rc);
     return;

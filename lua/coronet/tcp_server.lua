@@ -43,7 +43,8 @@ local function handler_ended(server)
   if server.active == 0 and server.closed then server.handlers_idle:fill() end
 end
 
--- The body of each connection's fiber.
+-- The body of each connection's fiber (kept shallow: every frame is stack
+-- that an idle connection's coroutine holds).
 local function serve(server, sock)
   if server.closed then -- accepted before close, but no handler starts after it
     sock:close()
@@ -51,7 +52,12 @@ local function serve(server, sock)
   end
   server.active = server.active + 1
   local address = sock:getpeername() or sock:getsockname()
-  local ok, err = xpcall(server.handler, debug.traceback, address, sock)
+  local ok, err
+  if server.halves then
+    ok, err = xpcall(server.handler, debug.traceback, address, sock:reader(), sock:writer())
+  else
+    ok, err = xpcall(server.handler, debug.traceback, address, sock)
+  end
   sock:close()
   handler_ended(server)
   if not ok then handler_failed(server, address, err) end
@@ -73,9 +79,8 @@ function M.create_sock(where_to, handler, opts)
   local listen_opts = tcp.buffer_options(opts)
   listen_opts.max_connections, listen_opts.max_accepts_per_batch = opts.max_connections, opts.max_accepts_per_batch
   listen_opts.backlog, listen_opts.reuse_port = opts.backlog, opts.reuse_port
-  local core_server, err, code = core.listen(opts.socket or where_to.address, listen_opts, function(sock)
-    serve(server, sock)
-  end)
+  server.halves = opts.halves
+  local core_server, err, code = core.listen(opts.socket or where_to.address, listen_opts, serve, server)
   if not core_server then return nil, err, code end
   server.core = core_server
   return server
@@ -86,10 +91,9 @@ end
 -- @tparam function handler
 -- @tparam[opt] table opts see the module
 function M.create(where_to, handler, opts)
-  assert(type(handler) == "function", "coronet.tcp_server: the handler must be a function")
-  return M.create_sock(where_to, function(address, sock)
-    return handler(address, sock:reader(), sock:writer())
-  end, opts)
+  local with_halves = { halves = true }
+  for k, v in pairs(opts or {}) do with_halves[k] = v end
+  return M.create_sock(where_to, handler, with_halves)
 end
 
 --- create for inet addresses only.
