@@ -44,8 +44,13 @@ void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Re
   lcn_setfuncs(L, meta);
   lua_newtable(L);
   lcn_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  /* core.methods.<class> lets the Lua modules add methods written in Lua. */
+  lua_getfield(L, -3, "methods");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, class_names[cls] + sizeof "coronet." - 1);
+  lua_pop(L, 3);
 }
 
 double lcn_opt_seconds(lua_State *L, int idx, double def) {
@@ -217,6 +222,8 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
   }
   lua_newtable(L);
   lcn_setfuncs(L, funcs);
+  lua_newtable(L);
+  lua_setfield(L, -2, "methods");
   lcn_open_error(L);
   lcn_open_fiber(L);
   lcn_open_address(L);

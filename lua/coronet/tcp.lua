@@ -7,6 +7,7 @@
 -- from `tcp.socket()`).
 -- @module coronet.tcp
 local core = require "coronet.core"
+local deferred = require "coronet.deferred"
 local errors = require "coronet.errors"
 local where = require "coronet.where"
 
@@ -24,6 +25,7 @@ local function connect_request(where_to, opts)
   assert(type(where_to) == "table" and (where_to.host or where_to.address),
     "coronet.tcp: expected a Where_to_connect value")
   local timeout = opts.timeout
+  if timeout == nil and opts.socket then timeout = opts.socket:gettimeouts() end -- its connect timeout
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
   return { host = where_to.host, port = where_to.port, address = where_to.address, timeout = timeout,
            socket = opts.socket }
@@ -98,6 +100,21 @@ function M.with_connection(where_to, f, opts)
   sock:close_finished()
   if not result[1] then error(result[2], 0) end
   return unpack(result, 2, result.n)
+end
+
+--- A deferred determined (with true) once the kernel has taken every byte
+-- written so far, or (with nil, err, code) if the connection fails first.
+-- @function writer:flushed
+-- @treturn Deferred
+function core.methods.writer.flushed(writer)
+  local ivar = deferred.ivar()
+  local pending = writer:pending()
+  if pending == 0 then
+    ivar:fill(true)
+  else
+    core.spawn(function() ivar:fill(writer:flush()) end)
+  end
+  return ivar.deferred
 end
 
 --- A new unconnected TCP socket (for bind-before-connect); pass it as `opts.socket`.
