@@ -181,3 +181,34 @@ describe("coronet.deferred", function()
     end)
   end)
 end)
+
+describe("chained fills", function()
+  it("a fill made by a woken waiter does not resume the next waiter inside it (no nested resumes)", function()
+    helper.run(function()
+      -- 1000 fibers, each waiting on its ivar and filling the next one: nested
+      -- resumes would overflow the C stack ("C stack overflow") long before the end.
+      local n = 1000
+      local ivars = {}
+      for i = 1, n + 1 do ivars[i] = coronet.ivar() end
+      local depth_seen = 0
+      local inside = false
+      local fibers = {}
+      for i = 1, n do
+        fibers[i] = coronet.spawn(function()
+          local v = ivars[i]:read():wait()
+          assert(not inside, "resumed inside another waiter's fill")
+          inside = true
+          ivars[i + 1]:fill(v + 1)
+          depth_seen = math.max(depth_seen, v)
+          inside = false
+          return v
+        end)
+      end
+      settle()
+      ivars[1]:fill(1)
+      assert.are.equal(n + 1, ivars[n + 1]:read():wait(t(5)))
+      assert.are.equal(n, depth_seen)
+      for i = 1, n do assert.are.equal(i, fibers[i]:join(t(5))) end
+    end)
+  end)
+end)

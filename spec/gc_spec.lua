@@ -276,3 +276,32 @@ describe("descriptor leaks", function()
     assert.are.equal(0, core.live())
   end)
 end)
+
+describe("objects outliving their run", function()
+  it("closing and collecting a socket, reader, writer and server after run returned does not touch the old loop", function()
+    pending("BUG: Server:close (lua/coronet/tcp_server.lua) called after coronet.run returned spawns a "
+      .. "close_wait fiber because teardown closed only the core server and left the Lua `closed` flag false; "
+      .. "a core object (most likely that fiber) stays live on the idle loop: core.live() == 1 afterwards")
+    local kept = {}
+    helper.run(function()
+      local server, port = helper.server(function(_, reader) reader:contents() end)
+      kept.server = server
+      kept.sock, kept.r, kept.w = connect(port)
+    end)
+    assert.is_true(kept.sock:is_closed())
+    assert.is_true(kept.server:is_closed())
+    -- <close> and explicit closes after the run: no error, nothing reopened
+    do
+      local s <close> = kept.sock
+      local r <close> = kept.r
+      local w <close> = kept.w
+    end
+    kept.server:close()
+    kept = nil
+    full_gc()
+    assert.are.equal(0, core.live())
+    assert.are.equal(0, core.fiber_count())
+    -- and a new run still works
+    assert.are.equal("again", helper.run(function() return "again" end))
+  end)
+end)

@@ -45,9 +45,10 @@ static int take(lua_State *L, lcn_connect_box *box) {
   if (lua_isuserdata(L, 2)) { /* the caller's socket is now connected */
     cn_stream_unref(s);
     lua_settop(L, 2);
-    return 1;
+  } else {
+    lcn_push_conn(L, s);
   }
-  lcn_push_conn(L, s);
+  if (box->have_where) lcn_conn_set_peer(L, -1, &box->where);
   return 1;
 }
 

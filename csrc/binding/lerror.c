@@ -39,10 +39,13 @@ int lcn_fail(lua_State *L, int err, const char *what, const cn_addr *addr) {
   return 3;
 }
 
-/* Names the peer when the stream has one. */
+/* Names the peer: the address remembered for the object at index 1 (a
+ * socket, reader or writer), else what the kernel still says. */
 int lcn_fail_stream(lua_State *L, int err, const char *what, cn_stream *s) {
   cn_addr peer;
-  int known = s && cn_stream_peername(s, &peer) == 0;
+  const cn_addr *remembered = lcn_conn_peer(L, 1);
+  if (remembered) peer = *remembered;
+  int known = remembered || (s && cn_stream_peername(s, &peer) == 0);
   return lcn_fail(L, err, what, known ? &peer : NULL);
 }
 

@@ -21,8 +21,8 @@ static void unanchor(lcn_server *b, lua_State *L) {
   b->anchor = LUA_NOREF;
 }
 
-/* From the accept loop: spawn on_connection(arg, socket) in a new fiber. */
-static void on_conn(cn_server *srv, cn_stream *conn, void *data) {
+/* From the accept loop: spawn on_connection(arg, socket, address) in a new fiber. */
+static void on_conn(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *data) {
   lcn_server *b = data;
   lua_State *L = b->ctx->L;
   (void)srv;
@@ -31,7 +31,10 @@ static void on_conn(cn_server *srv, cn_stream *conn, void *data) {
   lua_getiuservalue(L, -2, 2);
   lua_remove(L, -3);
   lcn_push_conn(L, conn);
-  lcn_spawn(L, 2);
+  lcn_push_address(L, peer);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, 3); /* the socket remembers its peer */
+  lcn_spawn(L, 3);
   lua_pop(L, 1);
 }
 
@@ -59,7 +62,7 @@ static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *
 }
 
 /* core.listen(address | fd, opts, on_connection, arg) -> server | nil, err, code.
- * Each connection runs on_connection(arg, socket) in a new fiber. Never waits. */
+ * Each connection runs on_connection(arg, socket, peer_address) in a new fiber. Never waits. */
 static int l_listen(lua_State *L) {
   cn_addr *addr = lua_isinteger(L, 1) ? NULL : lcn_check_address(L, 1);
   luaL_checktype(L, 3, LUA_TFUNCTION);

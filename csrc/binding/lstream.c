@@ -7,11 +7,34 @@
 #define LCN_DEFAULT_CONNECT_TIMEOUT 10.0
 
 void lcn_push_conn(lua_State *L, cn_stream *s) {
-  lcn_conn *c = lua_newuserdatauv(L, sizeof *c, 2); /* user values: reader, writer */
+  lcn_conn *c = lua_newuserdatauv(L, sizeof *c, 3); /* user values: reader, writer, peer address */
   c->s = s;
   c->connect_timeout = LCN_DEFAULT_CONNECT_TIMEOUT;
   c->read_timeout = c->write_timeout = -1;
   luaL_setmetatable(L, LCN_SOCKET);
+}
+
+void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer) {
+  conn_idx = lua_absindex(L, conn_idx);
+  lcn_push_address(L, peer);
+  lua_setiuservalue(L, conn_idx, 3);
+}
+
+/* The peer address remembered for the socket, or the reader/writer's socket, at idx. */
+const cn_addr *lcn_conn_peer(lua_State *L, int idx) {
+  const cn_addr *peer = NULL;
+  int pushed = 1;
+  if (lcn_test(L, idx, LCN_C_READER) || lcn_test(L, idx, LCN_C_WRITER)) {
+    lua_getiuservalue(L, idx, 1);
+    idx = -1;
+    pushed++;
+  }
+  if (lcn_test(L, idx, LCN_C_SOCKET) && lua_getiuservalue(L, idx, 3) == LUA_TUSERDATA)
+    peer = lua_touserdata(L, -1); /* anchored by the socket, which idx anchors */
+  else if (pushed == 1)
+    lua_pushnil(L);
+  lua_pop(L, pushed);
+  return peer;
 }
 
 lcn_conn *lcn_check_conn(lua_State *L, int idx) { return lcn_check(L, idx, LCN_C_SOCKET); }

@@ -65,7 +65,8 @@ uint64_t cn_loop_now(cn_loop *loop) { return uv_now(loop->uv); }
 double cn_loop_hrnow(void) { return (double)uv_hrtime() / 1e9; }
 int cn_loop_backend_fd(cn_loop *loop) { return uv_backend_fd(loop->uv); }
 int cn_loop_backend_timeout(cn_loop *loop) {
-  return loop->head ? 0 : uv_backend_timeout(loop->uv);
+  if (loop->head) return 0;
+  return uv_loop_alive(loop->uv) ? uv_backend_timeout(loop->uv) : -1; /* -1: nothing scheduled */
 }
 
 int cn_loop_run(cn_loop *loop, uv_run_mode mode) {

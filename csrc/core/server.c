@@ -93,7 +93,7 @@ static void back_off(cn_server *srv, int err) {
   cn_timer_start(srv->backoff, srv->backoff_ms, on_backoff_end, srv);
 }
 
-static void adopt(cn_server *srv, int fd) {
+static void adopt(cn_server *srv, int fd, const cn_addr *peer) {
   cn_stream *s;
   int rc = cn_stream_open_fd(srv->loop, fd, &s);
   if (rc < 0) {
@@ -106,12 +106,14 @@ static void adopt(cn_server *srv, int fd) {
   srv->stats.connections++;
   s->on_closed = on_conn_closed;
   s->on_closed_data = srv;
-  srv->on_conn(srv, s, srv->data);
+  srv->on_conn(srv, s, peer, srv->data);
 }
 
 /* One accept; returns 0 to go on, 1 to stop this batch. */
 static int accept_one(cn_server *srv) {
-  int fd = accept4(srv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int fd = accept4(srv->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     int err = errno;
     if (err == EAGAIN || err == EWOULDBLOCK) return 1;
@@ -133,7 +135,9 @@ static int accept_one(cn_server *srv) {
     srv->stats.dropped++;
     return 0;
   }
-  adopt(srv, fd);
+  cn_addr peer;
+  if (cn_addr_from_sockaddr(&peer, (struct sockaddr *)&ss, len) < 0) peer = srv->addr;
+  adopt(srv, fd, &peer);
   return 0;
 }
 

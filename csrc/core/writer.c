@@ -88,6 +88,11 @@ static void start_shutdown(cn_stream *s) {
   if (w->shutting_down || s->state != CN_STREAM_OPEN) return;
   w->shutting_down = 1;
   if (w->timer) cn_timer_stop(w->timer);
+  if (s->r.status == UV_EOF && s->r.closed) { /* both sides are done: close() sends our FIN */
+    w->shut = 1;
+    cn__stream_maybe_finish(s);
+    return;
+  }
   union cn__writer_req *req = request(s);
   if (req) req->shutdown.data = s;
   if (!req || uv_shutdown(&req->shutdown, &s->h.stream, on_shutdown) < 0) {
@@ -241,6 +246,8 @@ void cn_writer_close(cn_stream *s) {
     cn__stream_maybe_finish(s);
     return;
   }
+  /* A fiber blocked above the mark is told now; the flush goes on without it. */
+  cn__writer_fail_waiters(s, CN_ECLOSED, 1);
   if (cn_writer_pending(s) == 0) {
     start_shutdown(s);
     return;

@@ -121,6 +121,7 @@ void cn_loop_stop(cn_loop *loop);
 uint64_t cn_loop_now(cn_loop *loop); /* loop time, ms */
 double cn_loop_hrnow(void);          /* monotonic seconds */
 int cn_loop_backend_fd(cn_loop *loop);
+/* Milliseconds the loop would block in poll: 0 with work due, -1 with nothing scheduled. */
 int cn_loop_backend_timeout(cn_loop *loop);
 /* Queue fn(task) for the next loop turn (before the loop next blocks). No-op if already queued. */
 void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn);
@@ -279,8 +280,9 @@ const cn_addr *cn_connect_last_addr(const cn_connect *op);
 /* ---------------------------------------------------------------- server */
 
 typedef struct cn_server cn_server;
-/* A new connection: conn is a new reference the callback must take over. */
-typedef void (*cn_server_conn_fn)(cn_server *srv, cn_stream *conn, void *data);
+/* A new connection: conn is a new reference the callback must take over;
+ * peer is the client's address as accept gave it (valid during the call). */
+typedef void (*cn_server_conn_fn)(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *data);
 
 typedef struct cn_server_opts {
   unsigned max_connections;       /* 0 = default 10000 */

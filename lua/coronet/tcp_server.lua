@@ -45,13 +45,12 @@ end
 
 -- The body of each connection's fiber (kept shallow: every frame is stack
 -- that an idle connection's coroutine holds).
-local function serve(server, sock)
+local function serve(server, sock, address)
   if server.closed then -- accepted before close, but no handler starts after it
     sock:close()
     return
   end
   server.active = server.active + 1
-  local address = sock:getpeername() or sock:getsockname()
   local ok, err
   if server.halves then
     ok, err = xpcall(server.handler, debug.traceback, address, sock:reader(), sock:writer())
@@ -131,9 +130,13 @@ function Server:close(opts)
   if not self.closed then
     self.closed = true
     if self.active == 0 then self.handlers_idle:fill() end
-    core.spawn(function()
-      if self.core:close_wait() then self.finished:fill() end
-    end)
+    if self.core:is_close_finished() then -- e.g. closed by the end of coronet.run
+      self.finished:fill()
+    else
+      core.spawn(function()
+        if self.core:close_wait() then self.finished:fill() end
+      end)
+    end
   end
   return self.finished.deferred
 end

@@ -107,7 +107,8 @@ static void echo_on_data(cn_waiter *w, int status) {
   close_server_when_both_ended();
 }
 
-static void on_conn(cn_server *srv, cn_stream *conn, void *data) {
+static void on_conn(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *data) {
+  (void)peer;
   FROM_LOOP();
   CHECK(srv == E.srv);
   CHECK(data == &E);
