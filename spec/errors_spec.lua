@@ -160,9 +160,6 @@ describe("error codes", function()
   end)
 
   it("a \"closed\" error after the socket is closed still names the peer's address", function()
-    pending("BUG: lcn_stream_fail (csrc/binding/lerror.c) asks the kernel for the peer name when the error "
-      .. "is made; once the socket is closed or shut down that fails, so the message reads \"write to: "
-      .. "connection closed\" with no address and err.address is nil (cache the peer at connect/accept)")
     helper.run(function()
       local server, port = helper.server(function(_, r) r:contents() end)
       local sock, _, w = assert(coronet.tcp.connect(helper.to(port)))

@@ -279,9 +279,6 @@ end)
 
 describe("objects outliving their run", function()
   it("closing and collecting a socket, reader, writer and server after run returned does not touch the old loop", function()
-    pending("BUG: Server:close (lua/coronet/tcp_server.lua) called after coronet.run returned spawns a "
-      .. "close_wait fiber because teardown closed only the core server and left the Lua `closed` flag false; "
-      .. "a core object (most likely that fiber) stays live on the idle loop: core.live() == 1 afterwards")
     local kept = {}
     helper.run(function()
       local server, port = helper.server(function(_, reader) reader:contents() end)

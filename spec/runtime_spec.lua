@@ -555,9 +555,6 @@ describe("coronet.backend_fd and coronet.backend_timeout", function()
   end)
 
   it("backend_timeout is nil when nothing is scheduled (as its LDoc says)", function()
-    pending("BUG: backend_timeout returns 0 with nothing scheduled: cn_loop_backend_timeout "
-      .. "(csrc/core/loop.c) returns uv_backend_timeout, which is 0 (not -1) for a loop with no active "
-      .. "handles, so l_backend_timeout never pushes nil and a polling host would spin")
     assert_clean()
     assert.is_nil(coronet.backend_timeout())
   end)

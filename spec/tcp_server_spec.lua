@@ -219,10 +219,6 @@ describe("coronet.tcp.Server", function()
 
   describe("num_connections", function()
     it("counts a connection until its descriptor is closed", function()
-      pending("BUG: start_drain (csrc/core/stream.c, from cn__stream_maybe_finish) lingers after every "
-        .. "graceful close until the peer's EOF or close_timeout (5 s), even with no unread input; the "
-        .. "README says it lingers only when unread input is queued, so a finished handler whose client "
-        .. "stays connected holds its num_connections/max_connections slot for close_timeout")
       helper.run(function()
         local release = coronet.ivar()
         local started, ended = 0, 0
@@ -250,10 +246,6 @@ describe("coronet.tcp.Server", function()
     end)
 
     it("still counts a connection whose handler returned while the socket is open elsewhere", function()
-      pending("BUG: start_drain (csrc/core/stream.c, from cn__stream_maybe_finish) lingers after every "
-        .. "graceful close until the peer's EOF or close_timeout (5 s), even with no unread input; the "
-        .. "README says it lingers only when unread input is queued, so a finished handler whose client "
-        .. "stays connected holds its num_connections/max_connections slot for close_timeout")
       helper.run(function()
         local kept
         local server, port = helper.server(function(_, sock)
@@ -276,10 +268,6 @@ describe("coronet.tcp.Server", function()
 
   describe("max_connections", function()
     it("= 1 holds the second client's handler until the first connection closes", function()
-      pending("BUG: start_drain (csrc/core/stream.c, from cn__stream_maybe_finish) lingers after every "
-        .. "graceful close until the peer's EOF or close_timeout (5 s), even with no unread input; the "
-        .. "README says it lingers only when unread input is queued, so a finished handler whose client "
-        .. "stays connected holds its num_connections/max_connections slot for close_timeout")
       helper.run(function()
         local events = {}
         local release = coronet.ivar()

@@ -313,9 +313,6 @@ describe("writer concurrency and close", function()
   end)
 
   it("closing the socket from another fiber wakes a writer waiting above the mark with closed", function()
-    pending("BUG: cn_writer_close (csrc/core/writer.c) keeps flushing for close_timeout and leaves the "
-      .. "writer's waiters parked, so a fiber blocked in write() is not woken by sock:close(); it wakes "
-      .. "close_timeout (5 s) later with \"timeout\" instead of \"closed\"")
     run(function()
       local sock, _, blocked, release = blocked_writer()
       local t0 = coronet.now()
@@ -330,8 +327,6 @@ describe("writer concurrency and close", function()
   end)
 
   it("flushed() is a deferred determined once the kernel has taken the bytes", function()
-    pending("BUG: the README documents writer:flushed() but the writer (csrc/binding/lwriter.c) has no "
-      .. "flushed method")
     run(function()
       local sock, _, w, got = sink()
       w:write("abc")

@@ -96,4 +96,7 @@ function Deferred:upon(f)
 end
 
 M.Ivar, M.Deferred = Ivar, Deferred
+-- The operations as functions taking the ivar or deferred first.
+M.fill, M.read, M.is_full = Ivar.fill, Ivar.read, Ivar.is_full
+M.wait, M.is_determined, M.peek, M.upon = Deferred.wait, Deferred.is_determined, Deferred.peek, Deferred.upon
 return M

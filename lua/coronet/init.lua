@@ -64,6 +64,9 @@ end
 
 function Fiber:__tostring() return tostring(self.core) end
 
+--- `coronet.cancel(fiber)`, `coronet.join(fiber[, timeout])`, `coronet.is_done(fiber)`: the methods as functions.
+M.cancel, M.join, M.is_done = Fiber.cancel, Fiber.join, Fiber.is_done
+
 --- Suspends the running fiber for `seconds`. Returns true, or `nil, err, "cancelled"`.
 -- @function sleep
 M.sleep = core.sleep
@@ -160,7 +163,8 @@ M.unix_address = core.address_unix
 
 setmetatable(M, {
   __index = function(t, key) -- submodules load on first use
-    if key == "tcp" or key == "tcp_server" or key == "where" or key == "deferred" then
+    if key == "tcp" or key == "tcp_server" or key == "where" or key == "deferred" or key == "reader"
+      or key == "writer" or key == "socket" then
       local mod = require("coronet." .. key)
       rawset(t, key, mod)
       return mod

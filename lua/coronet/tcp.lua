@@ -7,8 +7,8 @@
 -- from `tcp.socket()`).
 -- @module coronet.tcp
 local core = require "coronet.core"
-local deferred = require "coronet.deferred"
 local errors = require "coronet.errors"
+require "coronet.writer" -- adds the writer methods written in Lua
 local where = require "coronet.where"
 
 local pack, unpack = table.pack, table.unpack
@@ -100,21 +100,6 @@ function M.with_connection(where_to, f, opts)
   sock:close_finished()
   if not result[1] then error(result[2], 0) end
   return unpack(result, 2, result.n)
-end
-
---- A deferred determined (with true) once the kernel has taken every byte
--- written so far, or (with nil, err, code) if the connection fails first.
--- @function writer:flushed
--- @treturn Deferred
-function core.methods.writer.flushed(writer)
-  local ivar = deferred.ivar()
-  local pending = writer:pending()
-  if pending == 0 then
-    ivar:fill(true)
-  else
-    core.spawn(function() ivar:fill(writer:flush()) end)
-  end
-  return ivar.deferred
 end
 
 --- A new unconnected TCP socket (for bind-before-connect); pass it as `opts.socket`.

@@ -174,5 +174,10 @@ function Server:__tostring()
   return ("coronet.server (%s%s)"):format(tostring(self.core:address()), self.closed and ", closed" or "")
 end
 
+-- Every server method is also a function of this module taking the server first.
+for name, fn in pairs(Server) do
+  if type(fn) == "function" and not name:match("^__") then M[name] = fn end
+end
+
 M.Server = Server
 return M

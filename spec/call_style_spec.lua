@@ -1,0 +1,40 @@
+-- spec/call_style_spec.lua: every operation is a method and also a function
+-- of its module taking the object first.
+local coronet = require "coronet"
+local helper = require "helper"
+local tcp = coronet.tcp
+
+describe("call style", function()
+  it("server, socket, reader and writer operations are module functions too", function()
+    helper.run(function()
+      local server, port = helper.server(function(_, r, w)
+        local line = coronet.reader.read_line(r)
+        coronet.writer.write(w, line:upper(), "\n")
+      end)
+      local sock, r, w = assert(tcp.connect(helper.to(port)))
+      assert.is_true(coronet.writer.write(w, "abc\n"))
+      assert.is_true(coronet.writer.flushed(w):wait(helper.t(2)))
+      assert.equal("ABC", coronet.reader.read_line(r, { timeout = helper.t(2) }))
+      assert.equal(port, coronet.socket.getpeername(sock).port)
+      coronet.socket.close(sock)
+      assert.equal(port, tcp.Server.listening_on(server))
+      assert.equal(port, coronet.tcp_server.listening_on(server))
+      assert.is_true(coronet.tcp_server.close(server) == server:close())
+    end)
+  end)
+
+  it("fibers and deferreds too", function()
+    helper.run(function()
+      local ivar = coronet.ivar()
+      local f = coronet.spawn(function() return coronet.deferred.wait(coronet.deferred.read(ivar)) end)
+      coronet.deferred.fill(ivar, 7)
+      assert.equal(7, coronet.join(f, helper.t(2)))
+      assert.is_true(coronet.is_done(f))
+      local g = coronet.spawn(coronet.sleep, 10)
+      coronet.cancel(g)
+      local ok, _, code = coronet.join(g, helper.t(2))
+      assert.is_nil(ok)
+      assert.equal("cancelled", code)
+    end)
+  end)
+end)
