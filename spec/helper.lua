@@ -3,6 +3,7 @@
 -- checks that nothing is left open afterwards.
 local coronet = require "coronet"
 local core = require "coronet.core"
+local luassert = require "luassert"
 
 local M = {}
 
@@ -45,16 +46,105 @@ function M.unix_path(name)
   return ("%s/coronet-spec-%d-%s.sock"):format(dir, math.random(1, 1 << 30), name or "s")
 end
 
---- Counts open descriptors of this process (to catch leaks). The pid comes
--- from /proc/self/stat read here: a child's /proc/self would be the child's.
-function M.open_fds()
+--- This process's pid, read from /proc/self/stat here (a child's /proc/self
+-- would be the child's).
+function M.pid()
   local f = assert(io.open("/proc/self/stat"))
   local pid = f:read("n")
   f:close()
-  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
+  return assert(math.tointeger(pid))
+end
+
+--- Counts open descriptors of this process (to catch leaks), close-on-exec
+-- sockets included: it lists /proc/<our pid>/fd, not a child's /proc/self/fd.
+function M.open_fds()
+  local p = io.popen("ls /proc/" .. M.pid() .. "/fd 2>/dev/null | wc -l")
   local n = tonumber(p:read("a"))
   p:close()
   return n
+end
+
+--- Asserts (with busted's assert) that no fiber and no core object is left,
+-- for specs that call coronet.run themselves or expect helper.run to raise.
+function M.assert_clean()
+  luassert.are.equal(0, core.fiber_count())
+  luassert.are.equal(0, core.live())
+end
+
+--- Connects to `target` and returns socket, reader, writer, raising on failure.
+-- `target` is a port on 127.0.0.1 (a number), a unix socket path (a string)
+-- or a Where_to_connect; `opts` goes to tcp.connect.
+function M.connect(target, opts)
+  local where = target
+  if type(target) == "number" then
+    where = M.to(target)
+  elseif type(target) == "string" then
+    where = coronet.tcp.Where_to_connect.of_file(target)
+  end
+  local sock, r, w = coronet.tcp.connect(where, opts)
+  assert(sock, r)
+  return sock, r, w
+end
+
+--- A connected pair: starts a server (M.server, with `server_opts`) whose
+-- handler runs `script(reader, writer)` for each client, connects to it with
+-- `client_opts` and returns the client's socket, reader, writer.
+function M.pair(script, client_opts, server_opts)
+  local _, port = M.server(function(_, r, w) script(r, w) end, server_opts)
+  return M.connect(port, client_opts)
+end
+
+--- Polls pred() every 5 ms until it holds or `limit` seconds (default 2,
+-- scaled) pass; returns whether it held. Call it inside a fiber.
+function M.eventually(pred, limit)
+  local deadline = coronet.now() + M.t(limit or 2)
+  while not pred() do
+    if coronet.now() > deadline then return false end
+    coronet.sleep(0.005)
+  end
+  return true
+end
+
+--- Waits for deferred `d` at most `limit` seconds (default 2, scaled) and
+-- asserts (with busted's assert) that it is determined.
+function M.await(d, limit)
+  d:wait(M.t(limit or 2))
+  luassert.is_true(d:is_determined())
+end
+
+--- A server handler that echoes each line it reads (with "\n") until EOF,
+-- asserting that every write succeeds. Use as M.server(M.echo).
+function M.echo(_, reader, writer)
+  while true do
+    local line = reader:read_line()
+    if not line then return end
+    assert(writer:write(line, "\n"))
+  end
+end
+
+--- A server (M.server with `opts`) that records what one client sends: its
+-- handler writes `greeting` first when given, then reads until EOF. Returns
+-- server, port and a deferred determined with (data, code): everything read,
+-- and the reader's end code (nil at a clean EOF). Meant for one client only.
+function M.recording_server(opts, greeting)
+  local received = coronet.ivar()
+  local server, port = M.server(function(_, r, w)
+    if greeting then w:write(greeting) end
+    local data, _, code = r:contents()
+    received:fill(data, code)
+  end, opts)
+  return server, port, received.deferred
+end
+
+--- A port on 127.0.0.1 that nothing listens on: an OS-chosen port whose
+-- server has been closed again. Waits at most `limit` seconds (default 2,
+-- scaled) for the close, raising if it does not finish.
+function M.closed_port(limit)
+  local server, port = M.server(function() end)
+  local finished = server:close()
+  finished:wait(M.t(limit or 2))
+  assert(finished:is_determined(), "server did not finish closing")
+  return port
 end
 
 return M

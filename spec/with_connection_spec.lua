@@ -5,31 +5,15 @@ local helper = require "helper"
 local tcp = coronet.tcp
 local errors = coronet.errors
 
--- helper.run plus a short timer started as the body ends: coronet.run only
--- sees that the main fiber finished once the loop wakes up again, and a
--- listener with no traffic would otherwise keep it asleep (see the report).
-local function run(fn, limit)
-  return helper.run(function()
-    local results = table.pack(fn())
-    coronet.spawn(coronet.sleep, helper.t(0.01))
-    return table.unpack(results, 1, results.n)
-  end, limit)
-end
-
--- A server that records everything each client sent until EOF.
+-- A server that greets its client with "hello\n", then records everything the
+-- client sends until EOF; returns server, port and a deferred of (data, code).
 local function recording_server(opts)
-  local received = coronet.ivar()
-  local server, port = helper.server(function(_, r, w)
-    w:write("hello\n")
-    local data, _, code = r:contents()
-    received:fill(data, code)
-  end, opts)
-  return server, port, received.deferred
+  return helper.recording_server(opts, "hello\n")
 end
 
 describe("coronet.tcp.with_connection", function()
   it("calls f(socket, reader, writer) and returns all its results after closing", function()
-    run(function()
+    helper.run(function()
       local _, port, received = recording_server()
       local seen_sock
       local results = table.pack(tcp.with_connection(helper.to(port), function(sock, r, w)
@@ -54,7 +38,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("flushes a large pending write before it returns", function()
-    run(function()
+    helper.run(function()
       local _, port, received = recording_server({ reader_buffer_size = 4 * 1024 * 1024 })
       local big = string.rep("0123456789abcdef", 64 * 1024) -- 1 MiB
       local ret = tcp.with_connection(helper.to(port), function(_, r, w)
@@ -70,27 +54,23 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("close() with unread input still delivers every flushed byte (lingering close)", function()
-    run(function()
-      local received = coronet.ivar()
-      local _, port = helper.server(function(_, r, w)
-        w:write(string.rep("u", 256 * 1024)) -- more than the client will ever read
-        local data, _, code = r:contents()
-        received:fill(data, code)
-      end, { reader_buffer_size = 4 * 1024 * 1024 })
+    helper.run(function()
+      local _, port, received = helper.recording_server({ reader_buffer_size = 4 * 1024 * 1024 },
+        string.rep("u", 256 * 1024)) -- more than the client will ever read
       local big = string.rep("0123456789abcdef", 64 * 1024) -- 1 MiB
       tcp.with_connection(helper.to(port), function(_, r, w)
         -- a 16-byte reader stops reading: the rest stays unread in the kernel
         assert.equal("uuuuuu", r:peek(6))
         w:write(big)
       end, { reader_buffer_size = 16, writer_buffer_size = 4 * 1024 * 1024 })
-      local data, code = received.deferred:wait(helper.t(5))
+      local data, code = received:wait(helper.t(5))
       assert.is_nil(code)
       assert.equal(#big, data and #data)
     end)
   end)
 
   it("re-raises f's error after the socket is closed", function()
-    run(function()
+    helper.run(function()
       local _, port, received = recording_server()
       local seen_sock
       local ok, err = pcall(tcp.with_connection, helper.to(port), function(sock, _, w)
@@ -108,7 +88,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("re-raises a non-string error value from f", function()
-    run(function()
+    helper.run(function()
       local _, port = recording_server()
       local value = { tag = "mine" }
       local seen_sock
@@ -123,10 +103,8 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("returns nil, err, code without calling f when the connect fails", function()
-    run(function()
-      local server, port = helper.server(function() end)
-      server:close()
-      assert.equal(0, select("#", server:close_finished():wait(helper.t(2))))
+    helper.run(function()
+      local port = helper.closed_port()
       local called = false
       local results = table.pack(tcp.with_connection(helper.to(port), function() called = true end))
       assert.is_false(called)
@@ -138,7 +116,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("returns cancelled without calling f when the interrupt is already determined", function()
-    run(function()
+    helper.run(function()
       local _, port = recording_server()
       local called = false
       local sock, err, code = tcp.with_connection(helper.to(port), function() called = true end,
@@ -151,7 +129,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("a DNS failure under .invalid returns an EAI_ code", function()
-    run(function()
+    helper.run(function()
       local called = false
       local r1, err, code = tcp.with_connection(
         tcp.Where_to_connect.of_host_and_port("nothing-here.invalid", 9), function() called = true end,
@@ -164,7 +142,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("passes buffer options through to the connection", function()
-    run(function()
+    helper.run(function()
       local _, port = recording_server()
       local cap, hwm = tcp.with_connection(helper.to(port), function(_, r, w)
         return r:capacity(), w:hwm()
@@ -175,7 +153,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("the peer sees EOF once with_connection returns", function()
-    run(function()
+    helper.run(function()
       local _, port, received = recording_server()
       tcp.with_connection(helper.to(port), function(_, r) assert.equal("hello", r:read_line()) end)
       local data, code = received:wait(helper.t(2))
@@ -185,7 +163,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("f closing the socket itself is fine", function()
-    run(function()
+    helper.run(function()
       local _, port, received = recording_server()
       local v = tcp.with_connection(helper.to(port), function(sock, _, w)
         w:write("x")
@@ -198,7 +176,7 @@ describe("coronet.tcp.with_connection", function()
   end)
 
   it("a bounded close_timeout ends the close when the peer never reads", function()
-    run(function()
+    helper.run(function()
       local release = coronet.ivar()
       local _, port = helper.server(function()
         release.deferred:wait() -- never reads

@@ -2,40 +2,22 @@
 -- high-water mark, buffer_age_limit and the close sequence.
 local coronet = require "coronet"
 local helper = require "helper"
-local tcp = coronet.tcp
 local errors = coronet.errors
 
--- helper.run plus a short timer as the body ends, so coronet.run wakes up
--- to notice the main fiber finished (see with_connection_spec.lua).
-local function run(fn, limit)
-  return helper.run(function()
-    local results = table.pack(fn())
-    coronet.spawn(coronet.sleep, helper.t(0.01))
-    return table.unpack(results, 1, results.n)
-  end, limit)
-end
+local pair = helper.pair
 
--- A server running `script(reader, writer)`; returns the client's socket, reader, writer.
-local function pair(script, client_opts, server_opts)
-  local _, port = helper.server(function(_, r, w) script(r, w) end, server_opts)
-  local sock, r, w = tcp.connect(helper.to(port), client_opts)
-  assert(sock, r)
-  return sock, r, w
-end
-
--- A server that reads everything until EOF; the deferred gets (data, code).
+-- A client connected to a server that reads everything until EOF (its reader
+-- holds `cap` bytes, default 16 MiB); returns socket, reader, writer and a
+-- deferred that gets (data, code).
 local function sink(client_opts, cap)
-  local got = coronet.ivar()
-  local sock, r, w = pair(function(reader)
-    local data, _, code = reader:contents()
-    got:fill(data, code)
-  end, client_opts, { reader_buffer_size = cap or 16 * 1024 * 1024 })
-  return sock, r, w, got.deferred
+  local _, port, got = helper.recording_server({ reader_buffer_size = cap or 16 * 1024 * 1024 })
+  local sock, r, w = helper.connect(port, client_opts)
+  return sock, r, w, got
 end
 
 describe("writer", function()
   it("writes strings and arrays of strings mixed in one call", function()
-    run(function()
+    helper.run(function()
       local sock, _, w, got = sink()
       assert.is_true(w:write("a", { "b", "c" }, "d", {}, { "e" }, 42))
       assert.is_true(w:write({ "x", "y" }))
@@ -50,7 +32,7 @@ describe("writer", function()
   end)
 
   it("pending() counts unflushed bytes and flush() empties it", function()
-    run(function()
+    helper.run(function()
       local sock, _, w, got = sink()
       w:write("hello", " world")
       assert.equal(11, w:pending()) -- small writes wait for the end of the turn
@@ -66,7 +48,7 @@ describe("writer", function()
   end)
 
   it("many small writes in one turn arrive intact and in order", function()
-    run(function()
+    helper.run(function()
       local _, _, w, got = sink()
       local expected = {}
       for i = 1, 20000 do
@@ -83,7 +65,7 @@ describe("writer", function()
   end)
 
   it("a write above the high-water mark yields until the peer drains it", function()
-    run(function()
+    helper.run(function()
       local start_reading = coronet.ivar()
       local total = 8 * 1024 * 1024
       local got = coronet.ivar()
@@ -126,7 +108,7 @@ describe("writer", function()
   end)
 
   it("write with a timeout above the mark fails with timeout when the peer does not read", function()
-    run(function()
+    helper.run(function()
       local release = coronet.ivar()
       local sock, _, w = pair(function() release.deferred:wait() end, { writer_buffer_size = 16 * 1024 })
       sock:settimeouts(nil, helper.t(0.2), nil)
@@ -147,7 +129,7 @@ describe("writer", function()
   end)
 
   it("buffer_age_limit: a peer that never reads makes a later write or flush fail with stalled", function()
-    run(function()
+    helper.run(function()
       local release = coronet.ivar()
       local sock, _, w = pair(function() release.deferred:wait() end,
         { buffer_age_limit = helper.t(0.3), writer_buffer_size = 256 * 1024 * 1024 })
@@ -173,7 +155,7 @@ describe("writer", function()
   end)
 
   it("buffer_age_limit with no waiter closes the connection without raising", function()
-    run(function()
+    helper.run(function()
       local release = coronet.ivar()
       local sock, _, w = pair(function() release.deferred:wait() end,
         { buffer_age_limit = helper.t(0.2), writer_buffer_size = 256 * 1024 * 1024 })
@@ -193,7 +175,7 @@ describe("writer", function()
   end)
 
   it("closing the reader first does not break the writer's final flush", function()
-    run(function()
+    helper.run(function()
       local payload = string.rep("0123456789", 200 * 1024) -- 2 MB
       local sock, r, w, got = sink({ writer_buffer_size = 4 * 1024 * 1024 })
       r:close()
@@ -210,27 +192,23 @@ describe("writer", function()
   end)
 
   it("closing with unread input still delivers every flushed byte (lingering close)", function()
-    run(function()
+    helper.run(function()
       local payload = string.rep("0123456789", 200 * 1024) -- 2 MB
-      local got = coronet.ivar()
-      local sock, r, w = pair(function(reader, writer)
-        writer:write("unread by the client\n")
-        local data, _, code = reader:contents()
-        got:fill(data, code)
-      end, { writer_buffer_size = 4 * 1024 * 1024 }, { reader_buffer_size = 16 * 1024 * 1024 })
+      local _, port, got = helper.recording_server({ reader_buffer_size = 16 * 1024 * 1024 }, "unread by the client\n")
+      local sock, r, w = helper.connect(port, { writer_buffer_size = 4 * 1024 * 1024 })
       coronet.sleep(helper.t(0.05)) -- the server's line has arrived, unread
       assert.is_true(w:write(payload))
       r:close()
       w:close()
       assert.is_true(sock:close_finished(helper.t(5)))
-      local data, code = got.deferred:wait(helper.t(5))
+      local data, code = got:wait(helper.t(5))
       assert.is_nil(code)
       assert.equal(#payload, data and #data)
     end)
   end)
 
   it("writer:close() then the peer sees EOF after all data", function()
-    run(function()
+    helper.run(function()
       local sock, r, w = pair(function(reader, writer)
         local data = reader:contents()
         writer:write("got " .. #data .. "\n")
@@ -247,7 +225,7 @@ describe("writer", function()
   end)
 
   it("write after the socket closed fails with closed", function()
-    run(function()
+    helper.run(function()
       local sock, _, w = sink()
       sock:close()
       local ok, err, code = w:write("x")
@@ -258,7 +236,7 @@ describe("writer", function()
   end)
 
   it("writing to a peer that reset the connection fails instead of raising", function()
-    run(function()
+    helper.run(function()
       local sock, r, w = pair(function(_, writer) writer:socket():abort() end)
       local _, _, rcode = r:read({ timeout = helper.t(2) })
       assert.is_true(rcode == "closed" or rcode == "ECONNRESET", tostring(rcode))
@@ -295,7 +273,7 @@ describe("writer concurrency and close", function()
   end
 
   it("a second fiber writing or flushing while one waits gets busy at once", function()
-    run(function()
+    helper.run(function()
       local sock, w, blocked, release = blocked_writer()
       local t0 = coronet.now()
       local ok, err, code = w:write("second")
@@ -313,7 +291,7 @@ describe("writer concurrency and close", function()
   end)
 
   it("closing the socket from another fiber wakes a writer waiting above the mark with closed", function()
-    run(function()
+    helper.run(function()
       local sock, _, blocked, release = blocked_writer()
       local t0 = coronet.now()
       sock:close()
@@ -327,7 +305,7 @@ describe("writer concurrency and close", function()
   end)
 
   it("flushed() is a deferred determined once the kernel has taken the bytes", function()
-    run(function()
+    helper.run(function()
       local sock, _, w, got = sink()
       w:write("abc")
       local d = w:flushed()

@@ -111,7 +111,7 @@ void lcn_push_conn(lua_State *L, cn_stream *s); /* takes over the reference */
 lcn_conn *lcn_check_conn(lua_State *L, int idx);
 /* Remembers the peer's address for error messages after the socket closed. */
 void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer);
-const cn_addr *lcn_conn_peer(lua_State *L, int idx);
+int lcn_conn_push_peer(lua_State *L, int idx);
 cn_stream *lcn_conn_stream(lua_State *L, lcn_conn *c);
 /* Pushes the reader or writer of the socket at idx. */
 void lcn_push_half(lua_State *L, int conn_idx, const char *cls);

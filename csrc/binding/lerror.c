@@ -1,12 +1,19 @@
 /* lerror.c: turns a negative core code and its context into coronet's error
  * value: a table with code, kind, message, errno and address, whose
  * tostring is the message and which concatenates with strings. */
+#include <string.h>
 #include "lbinding.h"
 
-void lcn_push_error(lua_State *L, int err, const char *what, const cn_addr *addr) {
-  char where[160] = "";
-  if (addr) cn_addr_format(addr, where, sizeof where);
-  lua_createtable(L, 0, 5);
+/* The message and the address text are made when first read (most errors
+ * on a busy server are EOFs nobody prints): until then the table keeps the
+ * operation at [1], the code at [2] and the address value at [3]. */
+enum { ERR_WHAT = 1, ERR_CODE = 2, ERR_WHERE = 3 };
+
+/* Pops the address value (or nil) on top; leaves the error value there. */
+static void push_error_with_address(lua_State *L, int err, const char *what) {
+  lua_createtable(L, 3, 4);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, ERR_WHERE);
   lua_pushstring(L, cn_err_name(err));
   lua_setfield(L, -2, "code");
   const char *kind = cn_err_kind(err);
@@ -18,18 +25,21 @@ void lcn_push_error(lua_State *L, int err, const char *what, const cn_addr *addr
     lua_pushinteger(L, cn_err_errno(err));
     lua_setfield(L, -2, "errno");
   }
-  if (addr) {
-    lua_pushstring(L, where);
-    lua_setfield(L, -2, "address");
+  if (what) {
+    lua_pushstring(L, what);
+    lua_rawseti(L, -2, ERR_WHAT);
   }
-  if (what && addr)
-    lua_pushfstring(L, "%s %s: %s (%s)", what, where, cn_strerror(err), cn_err_name(err));
-  else if (what)
-    lua_pushfstring(L, "%s: %s (%s)", what, cn_strerror(err), cn_err_name(err));
-  else
-    lua_pushfstring(L, "%s (%s)", cn_strerror(err), cn_err_name(err));
-  lua_setfield(L, -2, "message");
+  lua_pushinteger(L, err);
+  lua_rawseti(L, -2, ERR_CODE);
   luaL_setmetatable(L, LCN_ERROR);
+}
+
+void lcn_push_error(lua_State *L, int err, const char *what, const cn_addr *addr) {
+  if (addr)
+    lcn_push_address(L, addr);
+  else
+    lua_pushnil(L);
+  push_error_with_address(L, err, what);
 }
 
 int lcn_fail(lua_State *L, int err, const char *what, const cn_addr *addr) {
@@ -43,10 +53,42 @@ int lcn_fail(lua_State *L, int err, const char *what, const cn_addr *addr) {
  * socket, reader or writer), else what the kernel still says. */
 int lcn_fail_stream(lua_State *L, int err, const char *what, cn_stream *s) {
   cn_addr peer;
-  const cn_addr *remembered = lcn_conn_peer(L, 1);
-  if (remembered) peer = *remembered;
-  int known = remembered || (s && cn_stream_peername(s, &peer) == 0);
-  return lcn_fail(L, err, what, known ? &peer : NULL);
+  lua_pushnil(L);
+  if (!lcn_conn_push_peer(L, 1)) {
+    if (s && cn_stream_peername(s, &peer) == 0)
+      lcn_push_address(L, &peer);
+    else
+      lua_pushnil(L);
+  }
+  push_error_with_address(L, err, what);
+  lua_pushstring(L, cn_err_name(err));
+  return 3;
+}
+
+/* __index: makes message and address on first use. */
+static int l_index(lua_State *L) {
+  const char *key = lua_tostring(L, 2);
+  if (!key || (strcmp(key, "message") != 0 && strcmp(key, "address") != 0)) return 0;
+  lua_settop(L, 2);
+  if (lua_rawgeti(L, 1, ERR_CODE) != LUA_TNUMBER) return 0; /* made whole by core.error */
+  int err = (int)lua_tointeger(L, 3);
+  const char *what = lua_rawgeti(L, 1, ERR_WHAT) == LUA_TSTRING ? lua_tostring(L, 4) : NULL;
+  const char *where = NULL;
+  if (lua_rawgeti(L, 1, ERR_WHERE) != LUA_TNIL) {
+    where = luaL_tolstring(L, 5, NULL);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "address");
+  }
+  if (what && where)
+    lua_pushfstring(L, "%s %s: %s (%s)", what, where, cn_strerror(err), cn_err_name(err));
+  else if (what)
+    lua_pushfstring(L, "%s: %s (%s)", what, cn_strerror(err), cn_err_name(err));
+  else
+    lua_pushfstring(L, "%s (%s)", cn_strerror(err), cn_err_name(err));
+  lua_setfield(L, 1, "message");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 1);
+  return 1;
 }
 
 static int l_tostring(lua_State *L) {
@@ -85,7 +127,8 @@ static int l_error_of(lua_State *L) {
 }
 
 int lcn_open_error(lua_State *L) {
-  static const luaL_Reg meta[] = {{"__tostring", l_tostring}, {"__concat", l_concat}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__tostring", l_tostring}, {"__concat", l_concat}, {"__index", l_index}, {NULL, NULL}};
   luaL_newmetatable(L, LCN_ERROR);
   luaL_setfuncs(L, meta, 0);
   lua_pushstring(L, LCN_ERROR);

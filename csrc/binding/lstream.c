@@ -20,21 +20,19 @@ void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer) {
   lua_setiuservalue(L, conn_idx, 3);
 }
 
-/* The peer address remembered for the socket, or the reader/writer's socket, at idx. */
-const cn_addr *lcn_conn_peer(lua_State *L, int idx) {
-  const cn_addr *peer = NULL;
-  int pushed = 1;
-  if (lcn_test(L, idx, LCN_C_READER) || lcn_test(L, idx, LCN_C_WRITER)) {
+/* Pushes the peer address remembered for the socket (or the reader or
+ * writer's socket) at idx and returns 1; pushes nothing and returns 0 if none. */
+int lcn_conn_push_peer(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  int half = lcn_test(L, idx, LCN_C_READER) || lcn_test(L, idx, LCN_C_WRITER);
+  if (half) {
     lua_getiuservalue(L, idx, 1);
-    idx = -1;
-    pushed++;
+    idx = lua_absindex(L, -1);
   }
-  if (lcn_test(L, idx, LCN_C_SOCKET) && lua_getiuservalue(L, idx, 3) == LUA_TUSERDATA)
-    peer = lua_touserdata(L, -1); /* anchored by the socket, which idx anchors */
-  else if (pushed == 1)
-    lua_pushnil(L);
-  lua_pop(L, pushed);
-  return peer;
+  int found = lcn_test(L, idx, LCN_C_SOCKET) && lua_getiuservalue(L, idx, 3) == LUA_TUSERDATA;
+  if (!found && lcn_test(L, idx, LCN_C_SOCKET)) lua_pop(L, 1);
+  if (half) lua_remove(L, found ? -2 : -1);
+  return found;
 }
 
 lcn_conn *lcn_check_conn(lua_State *L, int idx) { return lcn_check(L, idx, LCN_C_SOCKET); }
