@@ -4,13 +4,27 @@
 #include <sys/un.h>
 #include "lbinding.h"
 
+/* A server hands every handler its client's address, and idle connections
+ * keep it: the userdata holds only the bytes the sockaddr needs (16 for
+ * IPv4, not the 128 of sockaddr_storage). */
+typedef struct {
+  socklen_t len;
+  unsigned char sa[];
+} lcn_addr_box;
+
 void lcn_push_address(lua_State *L, const cn_addr *a) {
-  cn_addr *box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = *a;
+  lcn_addr_box *box = lua_newuserdatauv(L, sizeof *box + a->len, 0);
+  box->len = a->len;
+  memcpy(box->sa, &a->ss, a->len);
   luaL_setmetatable(L, LCN_ADDRESS);
 }
 
-cn_addr *lcn_check_address(lua_State *L, int idx) { return lcn_check(L, idx, LCN_C_ADDRESS); }
+void lcn_check_address(lua_State *L, int idx, cn_addr *out) {
+  lcn_addr_box *box = lcn_check(L, idx, LCN_C_ADDRESS);
+  memset(out, 0, sizeof *out);
+  memcpy(&out->ss, box->sa, box->len);
+  out->len = box->len;
+}
 
 static const char *family_name(const cn_addr *a) {
   switch (cn_addr_family(a)) {
@@ -21,7 +35,8 @@ static const char *family_name(const cn_addr *a) {
 }
 
 static int l_index(lua_State *L) {
-  cn_addr *a = lcn_check_address(L, 1);
+  cn_addr addr, *a = &addr;
+  lcn_check_address(L, 1, a);
   const char *key = luaL_checkstring(L, 2);
   char host[128];
   int is_unix = cn_addr_family(a) == AF_UNIX;
@@ -40,13 +55,18 @@ static int l_index(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   char text[160];
-  cn_addr_format(lcn_check_address(L, 1), text, sizeof text);
+  cn_addr a;
+  lcn_check_address(L, 1, &a);
+  cn_addr_format(&a, text, sizeof text);
   lua_pushstring(L, text);
   return 1;
 }
 
 static int l_eq(lua_State *L) {
-  lua_pushboolean(L, cn_addr_equal(lcn_check_address(L, 1), lcn_check_address(L, 2)));
+  cn_addr a, b;
+  lcn_check_address(L, 1, &a);
+  lcn_check_address(L, 2, &b);
+  lua_pushboolean(L, cn_addr_equal(&a, &b));
   return 1;
 }
 

@@ -103,7 +103,8 @@ int lcn_open_error(lua_State *L);
 
 /* laddr.c */
 void lcn_push_address(lua_State *L, const cn_addr *a);
-cn_addr *lcn_check_address(lua_State *L, int idx);
+/* Copies the address value at idx into *out; raises if it is not one. */
+void lcn_check_address(lua_State *L, int idx, cn_addr *out);
 int lcn_open_address(lua_State *L);
 
 /* lstream.c, lreader.c, lwriter.c */

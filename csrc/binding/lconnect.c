@@ -88,7 +88,7 @@ static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_b
     o->host = box->host;
     o->port = box->port = (int)luaL_checkinteger(L, -2);
   } else {
-    box->where = *lcn_check_address(L, -1);
+    lcn_check_address(L, -1, &box->where);
     box->have_where = 1;
     o->addr = &box->where;
   }

@@ -64,7 +64,11 @@ static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *
 /* core.listen(address | fd, opts, on_connection, arg) -> server | nil, err, code.
  * Each connection runs on_connection(arg, socket, peer_address) in a new fiber. Never waits. */
 static int l_listen(lua_State *L) {
-  cn_addr *addr = lua_isinteger(L, 1) ? NULL : lcn_check_address(L, 1);
+  cn_addr where, *addr = NULL;
+  if (!lua_isinteger(L, 1)) {
+    lcn_check_address(L, 1, &where);
+    addr = &where;
+  }
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lcn_ctx *ctx = lcn_ctx_get(L);
   cn_server_opts o;

@@ -148,8 +148,10 @@ static int l_gettimeouts(lua_State *L) {
 /* socket:bind(address) before connecting. */
 static int l_bind(lua_State *L) {
   cn_stream *s = check_open(L, NULL);
-  int rc = cn_stream_bind(s, lcn_check_address(L, 2));
-  if (rc < 0) return lcn_fail(L, rc, "bind", lcn_check_address(L, 2));
+  cn_addr a;
+  lcn_check_address(L, 2, &a);
+  int rc = cn_stream_bind(s, &a);
+  if (rc < 0) return lcn_fail(L, rc, "bind", &a);
   lua_pushboolean(L, 1);
   return 1;
 }
