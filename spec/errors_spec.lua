@@ -7,19 +7,10 @@ local helper = require "helper"
 
 local t = helper.t
 
--- A loopback port with nothing listening: listen on an OS-chosen port, then close.
-local function closed_port()
-  local server, port = helper.server(function() end)
-  local finished = server:close()
-  finished:wait(t(5))
-  assert(finished:is_determined(), "server did not finish closing")
-  return port
-end
-
 describe("coronet.errors", function()
   it("a refused connect returns nil, err, \"ECONNREFUSED\" with code, kind, errno and address", function()
     helper.run(function()
-      local port = closed_port()
+      local port = helper.closed_port(5)
       local sock, err, code = coronet.tcp.connect(helper.to(port), { timeout = t(5) })
       assert.is_nil(sock)
       assert.are.equal("ECONNREFUSED", code)
@@ -44,7 +35,7 @@ describe("coronet.errors", function()
 
   it("connect_sock and with_connection return the same refused error", function()
     helper.run(function()
-      local port = closed_port()
+      local port = helper.closed_port(5)
       local sock, err, code = coronet.tcp.connect_sock(helper.to(port))
       assert.is_nil(sock)
       assert.are.equal("ECONNREFUSED", code)
@@ -61,7 +52,7 @@ describe("coronet.errors", function()
 
   it("a refused connect to a literal address value names that address", function()
     helper.run(function()
-      local port = closed_port()
+      local port = helper.closed_port(5)
       local where = coronet.tcp.Where_to_connect.of_address(coronet.address("127.0.0.1", port))
       local sock, err, code = coronet.tcp.connect(where)
       assert.is_nil(sock)
@@ -162,7 +153,7 @@ describe("error codes", function()
   it("a \"closed\" error after the socket is closed still names the peer's address", function()
     helper.run(function()
       local server, port = helper.server(function(_, r) r:contents() end)
-      local sock, _, w = assert(coronet.tcp.connect(helper.to(port)))
+      local sock, _, w = helper.connect(port)
       sock:close()
       local ok, err, code = w:write("x")
       assert.is_nil(ok)

@@ -7,42 +7,8 @@ local core = require "coronet.core"
 local tcp = coronet.tcp
 local t = helper.t
 
-local function connect(port)
-  return assert(tcp.connect(helper.to(port)))
-end
-
-local function eventually(pred, limit)
-  local deadline = coronet.now() + t(limit or 2)
-  while not pred() do
-    if coronet.now() > deadline then return false end
-    coronet.sleep(0.005)
-  end
-  return true
-end
-
-local function await(d, limit)
-  d:wait(t(limit or 2))
-  assert.is_true(d:is_determined())
-end
-
 local function full_gc()
   for _ = 1, 3 do collectgarbage("collect") end
-end
-
--- Descriptors of this very process. (helper.open_fds lists /proc/self/fd from
--- a child `ls`, which only sees the descriptors it inherited, not coronet's
--- close-on-exec sockets; so the spec counts /proc/<our pid>/fd as well.)
-local pid
-do
-  local f = assert(io.open("/proc/self/stat"))
-  pid = f:read("n")
-  f:close()
-end
-local function own_fds()
-  local p = assert(io.popen("ls /proc/" .. pid .. "/fd | wc -l"))
-  local n = tonumber(p:read("a"))
-  p:close()
-  return n
 end
 
 -- A server whose handler reads everything until EOF and reports it (data, end code).
@@ -66,7 +32,7 @@ describe("to-be-closed variables", function()
   it("a socket closes at the end of its scope, without waiting, flushing what was written", function()
     helper.run(function()
       local server, port, reports = draining_server()
-      local sock, _, w = connect(port)
+      local sock, _, w = helper.connect(port)
       local payload = string.rep("z", 32 * 1024) -- below the writer's high-water mark
       local other_ran = false
       coronet.spawn(function() other_ran = true end)
@@ -78,19 +44,19 @@ describe("to-be-closed variables", function()
       assert.is_false(other_ran)
       assert.is_true(sock:is_closed())
       assert.is_true(sock:close_finished(t(2)))
-      assert.is_true(eventually(function() return #reports == 1 end))
+      assert.is_true(helper.eventually(function() return #reports == 1 end))
       assert.are.equal(#payload, #reports[1].data)
       assert.is_true(reports[1].data == payload)
       assert.are.equal("closed", reports[1].code)
       assert.is_true(other_ran)
-      await(server:close())
+      helper.await(server:close())
     end)
   end)
 
   it("a reader closes at the end of its scope; the writer keeps working", function()
     helper.run(function()
       local server, port, reports = draining_server()
-      local sock, r, w = connect(port)
+      local sock, r, w = helper.connect(port)
       do
         local rr <close> = r
       end
@@ -101,10 +67,10 @@ describe("to-be-closed variables", function()
       w:close()
       -- reader and writer both closed: the descriptor closes
       assert.is_true(sock:close_finished(t(2)))
-      assert.is_true(eventually(function() return #reports == 1 end))
+      assert.is_true(helper.eventually(function() return #reports == 1 end))
       assert.are.equal("still writing", reports[1].data)
       assert.are.equal("closed", reports[1].code)
-      await(server:close())
+      helper.await(server:close())
     end)
   end)
 
@@ -114,7 +80,7 @@ describe("to-be-closed variables", function()
         local data = reader:contents()
         writer:write("got " .. #data)
       end)
-      local sock, r, w = connect(port)
+      local sock, r, w = helper.connect(port)
       local other_ran = false
       coronet.spawn(function() other_ran = true end)
       do
@@ -127,7 +93,7 @@ describe("to-be-closed variables", function()
       assert.are.equal("got 5", r:contents({ timeout = t(2) }))
       sock:close()
       assert.is_true(sock:close_finished(t(2)))
-      await(server:close())
+      helper.await(server:close())
     end)
   end)
 
@@ -141,7 +107,7 @@ describe("to-be-closed variables", function()
       end
       assert.is_false(other_ran)
       assert.is_true(server:is_closed())
-      await(server:close_finished())
+      helper.await(server:close_finished())
       local sock, _, code = tcp.connect(helper.to(port))
       assert.is_nil(sock)
       assert.are.equal("ECONNREFUSED", code)
@@ -155,21 +121,21 @@ describe("garbage collection", function()
       local server, port, reports = draining_server()
       local weak = setmetatable({}, { __mode = "v" })
       local function open_and_forget()
-        local sock, r, w = connect(port)
+        local sock, r, w = helper.connect(port)
         assert(w:write("last words"))
         weak.sock, weak.r, weak.w = sock, r, w
       end
       open_and_forget()
-      assert.is_true(eventually(function() return server:num_connections() == 1 end))
+      assert.is_true(helper.eventually(function() return server:num_connections() == 1 end))
       full_gc()
       assert.is_nil(weak.sock)
       assert.is_nil(weak.r)
       assert.is_nil(weak.w)
-      assert.is_true(eventually(function() return #reports == 1 end))
+      assert.is_true(helper.eventually(function() return #reports == 1 end))
       assert.are.equal("last words", reports[1].data)
       assert.are.equal("closed", reports[1].code)
-      assert.is_true(eventually(function() return server:num_connections() == 0 end))
-      await(server:close())
+      assert.is_true(helper.eventually(function() return server:num_connections() == 0 end))
+      helper.await(server:close())
     end)
   end)
 
@@ -180,10 +146,10 @@ describe("garbage collection", function()
       ;(function() weak.sock = assert(tcp.connect_sock(helper.to(port))) end)()
       full_gc()
       assert.is_nil(weak.sock)
-      assert.is_true(eventually(function() return #reports == 1 end))
+      assert.is_true(helper.eventually(function() return #reports == 1 end))
       assert.are.equal("", reports[1].data)
       assert.are.equal("closed", reports[1].code)
-      await(server:close())
+      helper.await(server:close())
     end)
   end)
 
@@ -191,16 +157,16 @@ describe("garbage collection", function()
     helper.run(function()
       local server, port, reports = draining_server()
       for i = 1, 5 do
-        local sock, r, w = connect(port)
+        local sock, r, w = helper.connect(port)
         w:write("n" .. i)
         if i % 2 == 0 then sock:close() else sock:abort() end
         if i == 5 then r:close() w:close() end
         full_gc()
       end
       full_gc()
-      assert.is_true(eventually(function() return #reports == 5 end))
-      assert.is_true(eventually(function() return server:num_connections() == 0 end))
-      await(server:close())
+      assert.is_true(helper.eventually(function() return #reports == 5 end))
+      assert.is_true(helper.eventually(function() return server:num_connections() == 0 end))
+      helper.await(server:close())
     end)
   end)
 
@@ -216,19 +182,19 @@ describe("garbage collection", function()
       local weak = setmetatable({}, { __mode = "v" })
       weak.fiber = coronet.spawn(function()
         -- only the reader stays on this fiber's stack; the socket lives through it
-        local _, r = connect(port)
+        local _, r = helper.connect(port)
         result = r:read_line()
         r:socket():close()
       end)
-      assert.is_true(eventually(function() return server:num_connections() == 1 end))
+      assert.is_true(helper.eventually(function() return server:num_connections() == 1 end))
       coronet.sleep(t(0.02))
       full_gc()
       assert.is_nil(result)
       release:fill()
-      assert.is_true(eventually(function() return result ~= nil end))
+      assert.is_true(helper.eventually(function() return result ~= nil end))
       assert.are.equal("late", result)
-      assert.is_true(eventually(function() return server:num_connections() == 0 end))
-      await(server:close())
+      assert.is_true(helper.eventually(function() return server:num_connections() == 0 end))
+      helper.await(server:close())
     end)
   end)
 
@@ -240,7 +206,7 @@ describe("garbage collection", function()
       coronet.sleep(t(0.01))
       full_gc()
       ivar:fill("filled")
-      assert.is_true(eventually(function() return result ~= nil end))
+      assert.is_true(helper.eventually(function() return result ~= nil end))
       assert.are.equal("filled", result)
     end)
   end)
@@ -249,7 +215,7 @@ end)
 describe("descriptor leaks", function()
   it("returns to the starting descriptor count after 50 connections opened and closed", function()
     full_gc()
-    local start_helper, start_own = helper.open_fds(), own_fds()
+    local start = helper.open_fds()
     helper.run(function()
       local server, port = helper.server(function(_, reader, writer)
         local line = reader:read_line()
@@ -257,22 +223,21 @@ describe("descriptor leaks", function()
       end)
       local socks = {}
       for i = 1, 50 do
-        local sock, r, w = connect(port)
+        local sock, r, w = helper.connect(port)
         assert(w:write("c" .. i .. "\n"))
         assert.are.equal("c" .. i, r:read_line({ timeout = t(2) }))
         socks[i] = sock
       end
       -- all 50 client descriptors (and their server sides) are open at once
-      assert.is_true(own_fds() >= start_own + 50)
+      assert.is_true(helper.open_fds() >= start + 50)
       for i = 1, 50 do socks[i]:close() end
       for i = 1, 50 do assert.is_true(socks[i]:close_finished(t(2))) end
-      assert.is_true(eventually(function() return server:num_connections() == 0 end))
+      assert.is_true(helper.eventually(function() return server:num_connections() == 0 end))
       assert.are.equal(50, server:stats().accepted)
-      await(server:close())
+      helper.await(server:close())
     end, 20)
     full_gc()
-    assert.are.equal(start_own, own_fds())
-    assert.are.equal(start_helper, helper.open_fds())
+    assert.are.equal(start, helper.open_fds())
     assert.are.equal(0, core.live())
   end)
 end)
@@ -283,7 +248,7 @@ describe("objects outliving their run", function()
     helper.run(function()
       local server, port = helper.server(function(_, reader) reader:contents() end)
       kept.server = server
-      kept.sock, kept.r, kept.w = connect(port)
+      kept.sock, kept.r, kept.w = helper.connect(port)
     end)
     assert.is_true(kept.sock:is_closed())
     assert.is_true(kept.server:is_closed())

@@ -104,7 +104,9 @@ describe("coronet.tcp.with_connection", function()
 
   it("returns nil, err, code without calling f when the connect fails", function()
     helper.run(function()
-      local port = helper.closed_port()
+      local server, port = helper.server(function() end)
+      server:close()
+      assert.equal(0, select("#", server:close_finished():wait(helper.t(2))))
       local called = false
       local results = table.pack(tcp.with_connection(helper.to(port), function() called = true end))
       assert.is_false(called)
