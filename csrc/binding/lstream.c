@@ -105,6 +105,16 @@ static int l_setoption(lua_State *L) {
   return 1;
 }
 
+/* socket:getoption(name) -> boolean: "tcp-nodelay", "keepalive", "reuseaddr". */
+static int l_getoption(lua_State *L) {
+  cn_stream *s = check_open(L, NULL);
+  static const char *const names[] = {"tcp-nodelay", "keepalive", "reuseaddr", NULL};
+  int on, rc = cn_stream_get_option(s, (cn_sockopt)luaL_checkoption(L, 2, NULL, names), &on);
+  if (rc < 0) return lcn_fail(L, rc, "getoption", NULL);
+  lua_pushboolean(L, on);
+  return 1;
+}
+
 /* socket:shutdown("send"|"receive"|"both") */
 static int l_shutdown(lua_State *L) {
   cn_stream *s = check_open(L, NULL);
@@ -276,6 +286,7 @@ int lcn_open_stream(lua_State *L) {
                                      {"reader", l_reader},
                                      {"writer", l_writer},
                                      {"setoption", l_setoption},
+                                     {"getoption", l_getoption},
                                      {"shutdown", l_shutdown},
                                      {"getfd", l_getfd},
                                      {"settimeouts", l_settimeouts},

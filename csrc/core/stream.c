@@ -2,6 +2,8 @@
  * references, and runs the one close sequence: stop reading, flush (bounded),
  * shut down, close the fd. */
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -149,6 +151,18 @@ int cn_stream_set_reuseaddr(cn_stream *s, int on) {
   int fd = cn_stream_fileno(s);
   if (fd < 0) return fd;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0) return uv_translate_sys_error(errno);
+  return 0;
+}
+
+int cn_stream_get_option(const cn_stream *s, cn_sockopt opt, int *on) {
+  static const int levels[] = {IPPROTO_TCP, SOL_SOCKET, SOL_SOCKET};
+  static const int names[] = {TCP_NODELAY, SO_KEEPALIVE, SO_REUSEADDR};
+  int fd = cn_stream_fileno(s), value = 0;
+  socklen_t len = sizeof value;
+  if (fd < 0) return fd;
+  if (s->is_unix && opt != CN_OPT_REUSEADDR) return UV_ENOTSUP;
+  if (getsockopt(fd, levels[opt], names[opt], &value, &len) < 0) return uv_translate_sys_error(errno);
+  *on = value != 0;
   return 0;
 }
 

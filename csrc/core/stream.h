@@ -57,7 +57,7 @@ struct cn_stream {
   cn_reader r;
   cn_writer w;
   cn_list close_waiters;
-  cn_stream_closed_fn on_closed; /* the server's hook */
+  void (*on_closed)(cn_stream *s, void *data); /* the server's hook: frees its slot */
   void *on_closed_data;
   cn_list server_link;
   uint64_t bytes_in, bytes_out;

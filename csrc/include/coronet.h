@@ -202,6 +202,9 @@ int cn_stream_sockname(const cn_stream *s, cn_addr *out);
 int cn_stream_set_nodelay(cn_stream *s, int on);
 int cn_stream_set_keepalive(cn_stream *s, int on, unsigned delay_s);
 int cn_stream_set_reuseaddr(cn_stream *s, int on);
+/* Reads a boolean socket option back: *on is 0 or 1. */
+typedef enum { CN_OPT_NODELAY, CN_OPT_KEEPALIVE, CN_OPT_REUSEADDR } cn_sockopt;
+int cn_stream_get_option(const cn_stream *s, cn_sockopt opt, int *on);
 /* shutdown(2) for "receive" (SHUT_RD semantics: the reader closes) and "send" (writer closes). */
 int cn_stream_shutdown(cn_stream *s, int how /* SHUT_RD, SHUT_WR, SHUT_RDWR */);
 /* Graceful close: reader closes, writer flushes (bounded), shuts down, then the fd closes. Idempotent. */
@@ -212,8 +215,7 @@ int cn_stream_is_closing(const cn_stream *s);
 int cn_stream_is_closed(const cn_stream *s); /* the fd is closed */
 /* w->cb runs once the fd is closed (status 0). */
 void cn_stream_close_wait(cn_stream *s, cn_waiter *w);
-/* Hook called once when the fd is closed (used by servers to free the slot). */
-typedef void (*cn_stream_closed_fn)(cn_stream *s, void *data);
+
 
 /* ---------------------------------------------------------------- reader */
 
