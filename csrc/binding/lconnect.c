@@ -109,8 +109,9 @@ static int l_connect(lua_State *L) {
   read_target(L, 1, &o, box);
   lua_getfield(L, 1, "timeout");
   double t = lcn_opt_seconds(L, -1, -1);
+  /* 0 means "no deadline" to the core, so any timeout, however small, is at least 1 ms. */
   o.timeout_ms = t < 0 ? 0 : (uint64_t)(t * 1000.0 + 0.5);
-  if (o.timeout_ms == 0 && t == 0) o.timeout_ms = 1;
+  if (t >= 0 && o.timeout_ms == 0) o.timeout_ms = 1;
   lua_pop(L, 1);
   lua_getfield(L, 1, "socket"); /* index 3: the caller's socket or nil */
   if (!lua_isnil(L, 3)) o.socket = lcn_conn_stream(L, lcn_check_conn(L, 3));
