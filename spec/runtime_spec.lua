@@ -497,6 +497,24 @@ describe("coronet.set_logger", function()
 end)
 
 describe("fiber:cancel unwinding", function()
+  it("unwinds a cancelled fiber that ignores cancellation and keeps waiting, so run still returns", function()
+    local spins = 0
+    local result = coronet.run(function()
+      coronet.spawn(function()
+        while true do -- ignores every "cancelled"
+          coronet.sleep(1)
+          spins = spins + 1
+        end
+      end)
+      coronet.sleep(t(0.01))
+      return "main returned"
+    end)
+    assert.are.equal("main returned", result)
+    assert.is_true(spins >= 1000, "spins " .. spins) -- bounded: unwound after 1000 ignored waits
+    assert.is_true(spins < 2000, "spins " .. spins)
+    assert.are.equal(0, core.fiber_count())
+  end)
+
   it("runs the cancelled fiber's <close> variables as it returns, inside the run", function()
     helper.run(function()
       local closed_at, returned = nil, false

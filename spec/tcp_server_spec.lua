@@ -337,6 +337,19 @@ describe("coronet.tcp.Server", function()
   end)
 
   describe("on_handler_error", function()
+    it("a handler raising on the read that run's teardown cancelled is not a handler error", function()
+      local result = coronet.run(function()
+        local _, port = helper.server(function(_, reader)
+          assert(reader:read_line()) -- raises "cancelled" when the run ends
+        end)
+        helper.connect(port)
+        coronet.sleep(t(0.05)) -- the handler is waiting on its read
+        return "main returned"
+      end)
+      assert.are.equal("main returned", result)
+      helper.assert_clean()
+    end)
+
     it("\"raise\" (the default) makes coronet.run raise the handler's error and closes the server", function()
       local server
       local err = run_failing(function()

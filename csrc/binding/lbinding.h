@@ -54,6 +54,7 @@ typedef struct lcn_fiber {
   int cancelled;
   int parked;         /* waiting in coronet's park (deferreds, sleep) */
   lua_Integer ticket; /* increments whenever a wait ends */
+  int waits_after_cancel;
 } lcn_fiber;
 
 /* A connection as Lua sees it: the socket userdata. The reader and writer

@@ -22,6 +22,8 @@ static lcn_fiber *fiber_of(lua_State *L) {
 
 static void resume(lcn_fiber *f, int nargs);
 
+#define LCN_MAX_WAITS_AFTER_CANCEL 1000
+
 lcn_fiber *lcn_fiber_current(lua_State *L) {
   lcn_fiber *f = fiber_of(L);
   if (f == NULL || f->co != L || f->state != LCN_RUNNING)
@@ -87,6 +89,15 @@ int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abor
   f->abort = abort;
   f->abort_data = abort_data;
   int early = f->cancelled ? CN_ECANCELLED : 0;
+  /* Waits return "cancelled" at once after a cancel; a fiber that ignores
+   * that and keeps waiting would spin forever (and keep run from ending),
+   * so past a bound it is unwound with an error instead. */
+  if (early && ++f->waits_after_cancel > LCN_MAX_WAITS_AFTER_CANCEL) {
+    detach(f);
+    end_wait(f, early);
+    return luaL_error(L, "coronet: this fiber was cancelled but keeps waiting (%d waits since): unwinding it",
+                      f->waits_after_cancel - 1);
+  }
   lua_Integer now = (lua_Integer)cn_loop_now(f->ctx->loop);
   if (!early && deadline_ms >= 0 && deadline_ms <= now) early = CN_ETIMEOUT;
   if (early) { /* the outcome is known now: no yield */

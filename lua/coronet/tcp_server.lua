@@ -59,7 +59,9 @@ local function serve(server, sock, address)
   end
   sock:close()
   handler_ended(server)
-  if not ok then handler_failed(server, address, err) end
+  -- A cancelled handler (run's teardown, or an explicit cancel) unwinding
+  -- with an error is not a handler error.
+  if not ok and not core.current():is_cancelled() then handler_failed(server, address, err) end
 end
 
 --- Starts listening; `handler(address, socket)` runs in a new fiber per client.
