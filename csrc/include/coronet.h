@@ -127,10 +127,14 @@ int cn_loop_backend_timeout(cn_loop *loop);
 void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn);
 /* Remove a queued task; it will not run. Safe if not queued. */
 void cn_loop_unpost(cn_loop *loop, cn_task *task);
-/* Every object the loop knows that has not finished closing. */
+/* Streams, servers, connect operations and signal watchers not yet fully
+ * closed (timers belong to their owners and are not counted). A connect
+ * operation abandoned during DNS stops counting at once; its lookup finishes
+ * in the threadpool and frees it later. */
 size_t cn_loop_live(const cn_loop *loop);
-/* Start closing every stream, server, connect operation and timer. Streams flush
- * (bounded by their close timeout) unless `abort`; every waiter gets CN_ECLOSED. */
+/* Start closing every stream, server, connect operation and signal watcher.
+ * Streams flush (bounded by their close timeout) unless `abort`; waiters get
+ * CN_ECLOSED. */
 void cn_loop_close_all(cn_loop *loop, int abort);
 /* Frees the loop. Requires cn_loop_live() == 0 and no queued task; closes an owned uv loop
  * (running it until its own handles are closed). */
