@@ -831,23 +831,38 @@ end)
 end)
 
 describe("examples", function()
+  -- Starts examples/<name> on port 0 from another directory; returns its pid, port and log file.
+  local function start_example(root, name)
+    local log = os.tmpname()
+    local p = assert(io.popen(("cd / && { lua5.4 %s/examples/%s 0 2>%s & echo $!; }"):format(root, name, log)))
+    local pid = tonumber(p:read("l"))
+    p:close()
+    assert.is_number(pid)
+    local port
+    local deadline = coronet.now() + t(5)
+    while not port and coronet.now() < deadline do
+      local f = io.open(log)
+      port = f and tonumber((f:read("a") or ""):match("listening on port (%d+)"))
+      if f then f:close() end
+      if not port then coronet.sleep(t(0.02)) end
+    end
+    assert.is_number(port, name .. " did not report its port")
+    return pid, port, log
+  end
+
+  -- Sends SIGTERM and asserts that the example exits.
+  local function stop_example(pid, log, name)
+    assert.is_true(os.execute("kill -TERM " .. pid))
+    local deadline = coronet.now() + t(5)
+    while os.execute("kill -0 " .. pid .. " 2>/dev/null") and coronet.now() < deadline do coronet.sleep(t(0.02)) end
+    assert.is_falsy(os.execute("kill -0 " .. pid .. " 2>/dev/null"), name .. " did not exit on SIGTERM")
+    os.remove(log)
+  end
+
   it("echo_server.lua finds the module from any directory, serves until SIGTERM; client.lua talks to it", function()
     helper.run(function()
       local root = io.popen("pwd"):read("l")
-      local log = os.tmpname()
-      local p = assert(io.popen(("cd / && { lua5.4 %s/examples/echo_server.lua 0 2>%s & echo $!; }"):format(root, log)))
-      local pid = tonumber(p:read("l"))
-      p:close()
-      assert.is_number(pid)
-      local port
-      local deadline = coronet.now() + t(5)
-      while not port and coronet.now() < deadline do
-        local f = io.open(log)
-        port = f and tonumber((f:read("a") or ""):match("listening on port (%d+)"))
-        if f then f:close() end
-        if not port then coronet.sleep(t(0.02)) end
-      end
-      assert.is_number(port, "echo_server.lua did not report its port")
+      local pid, port, log = start_example(root, "echo_server.lua")
       local sock, r, w = helper.connect(port)
       assert(w:write("bytes\n"))
       assert.are.equal("bytes", r:read_line({ timeout = t(2) }))
@@ -858,29 +873,12 @@ describe("examples", function()
       local out = c:read("a")
       c:close()
       assert.are.equal("one\ntwo\n", out)
-      assert.is_true(os.execute("kill -TERM " .. pid))
-      deadline = coronet.now() + t(5)
-      while os.execute("kill -0 " .. pid .. " 2>/dev/null") and coronet.now() < deadline do coronet.sleep(t(0.02)) end
-      assert.is_falsy(os.execute("kill -0 " .. pid .. " 2>/dev/null"), "echo_server.lua did not exit on SIGTERM")
-      os.remove(log)
+      stop_example(pid, log, "echo_server.lua")
     end)
   end)
   it("chat_server.lua relays each line to the other members and tells them who joined and left", function()
     helper.run(function()
-      local root = io.popen("pwd"):read("l")
-      local log = os.tmpname()
-      local p = assert(io.popen(("cd / && { lua5.4 %s/examples/chat_server.lua 0 2>%s & echo $!; }"):format(root, log)))
-      local pid = tonumber(p:read("l"))
-      p:close()
-      local port
-      local deadline = coronet.now() + t(5)
-      while not port and coronet.now() < deadline do
-        local f = io.open(log)
-        port = f and tonumber((f:read("a") or ""):match("listening on port (%d+)"))
-        if f then f:close() end
-        if not port then coronet.sleep(t(0.02)) end
-      end
-      assert.is_number(port, "chat_server.lua did not report its port")
+      local pid, port, log = start_example(io.popen("pwd"):read("l"), "chat_server.lua")
       local a, ra, wa = helper.connect(port)
       assert.matches("^welcome, 127%.0%.0%.1:%d+$", ra:read_line({ timeout = t(2) }))
       local b, rb, wb = helper.connect(port)
@@ -895,11 +893,7 @@ describe("examples", function()
       assert.equal("closed", code)
       a:close()
       b:close()
-      assert.is_true(os.execute("kill -TERM " .. pid))
-      deadline = coronet.now() + t(5)
-      while os.execute("kill -0 " .. pid .. " 2>/dev/null") and coronet.now() < deadline do coronet.sleep(t(0.02)) end
-      assert.is_falsy(os.execute("kill -0 " .. pid .. " 2>/dev/null"), "chat_server.lua did not exit on SIGTERM")
-      os.remove(log)
+      stop_example(pid, log, "chat_server.lua")
     end)
   end)
 end)
