@@ -59,6 +59,7 @@ describe("reader", function()
       while #rest < 5 do rest = rest .. assert(r:read(100)) end
       assert.equal("fghij", rest)
       failed_with("closed", r:read(10))
+      assert.has_error(function() r:read(0) end) -- "at least one byte" cannot be met by max 0
     end)
   end)
 

@@ -33,6 +33,7 @@ static int step_read(lua_State *L, cn_stream *s, size_t *want) {
   size_t n;
   const char *p = cn_reader_peek(s, &n);
   lua_Integer max = luaL_optinteger(L, 2, (lua_Integer)cn_reader_capacity(s));
+  luaL_argcheck(L, max >= 1, 2, "max must be at least 1");
   if (n > 0) {
     if ((lua_Integer)n > max) n = (size_t)max;
     lua_pushlstring(L, p, n);
