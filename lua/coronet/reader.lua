@@ -1,6 +1,82 @@
---- The reader's operations as functions taking the reader first
--- (`reader.read_line(r)` is `r:read_line()`): read, read_line, read_until,
--- really_read, peek, contents, receive, buffered, capacity, at_eof, close,
--- is_closed, socket. They are written in C (csrc/binding/lreader.c).
+--- The reader of a connection. Every method is also a function of this
+-- module taking the reader first (`reader.read_line(r)` is `r:read_line()`).
+-- The methods are written in C (csrc/binding/lreader.c); this module
+-- documents them and returns their table.
+--
+-- One fiber reads at a time: a second concurrent reader gets
+-- `nil, err, "busy"` at once. Every read takes a last argument: a timeout in
+-- seconds, `false` for none, or `{timeout = s}`; without it the socket's read
+-- timeout applies (see `socket:settimeouts`). A timeout is a deadline for the
+-- whole call, never consumes buffered bytes and is not sticky. The reader's
+-- cap (`reader_buffer_size`, 64 KiB by default) bounds line and delimiter
+-- searches and `contents`: past it they fail with `"line_too_long"` and the
+-- bytes stay buffered.
 -- @module coronet.reader
+
+--- Whatever is available: at least one byte, at most `max` (default: the cap).
+-- @function read
+-- @tparam[opt] integer max
+-- @param[opt] opts timeout
+-- @treturn string, or `nil, err, code` ("closed" at EOF)
+
+--- The next line, without its "\n" and one "\r" before it. At EOF an
+-- unterminated tail stays readable with `read` or `contents`.
+-- @function read_line
+-- @param[opt] opts timeout
+-- @treturn string, or `nil, err, code`
+
+--- The bytes before `delim`; with `{keep = true}` the delimiter is included.
+-- @function read_until
+-- @tparam string delim
+-- @tparam[opt] table opts `keep`, `timeout`
+-- @treturn string, or `nil, err, code`
+
+--- Exactly `n` bytes (`n` may exceed the cap: the buffer grows for this call).
+-- @function really_read
+-- @tparam integer n
+-- @param[opt] opts timeout
+-- @treturn string, or `nil, err, code` ("closed" if EOF comes first; the bytes stay)
+
+--- The next `n` bytes, left buffered.
+-- @function peek
+-- @tparam integer n
+-- @param[opt] opts timeout
+-- @treturn string, or `nil, err, code`
+
+--- Everything until EOF (bounded by the cap).
+-- @function contents
+-- @param[opt] opts timeout
+-- @treturn string, or `nil, err, code`
+
+--- LuaSocket's receive: `"*l"` (or `"l"`), `"*a"` (or `"a"`) or a byte count,
+-- with an optional prefix. On timeout or close it returns
+-- `nil, "timeout"|"closed", partial`, handing over (consuming) the partial
+-- bytes; `"*a"` at EOF returns what there is.
+-- @function receive
+-- @param[opt="*l"] pattern
+-- @tparam[opt] string prefix
+
+--- Bytes buffered and not yet read.
+-- @function buffered
+-- @treturn integer
+
+--- The reader's cap (`reader_buffer_size`).
+-- @function capacity
+-- @treturn integer
+
+--- True when nothing is buffered and the peer has finished (or the reader is closed).
+-- @function at_eof
+-- @treturn boolean
+
+--- Closes the reading half; the descriptor closes once the writer has closed too.
+-- A fiber waiting on the reader gets `nil, err, "closed"`.
+-- @function close
+
+--- True once closed.
+-- @function is_closed
+-- @treturn boolean
+
+--- The socket this reader belongs to.
+-- @function socket
+
 return require("coronet.core").methods.reader

@@ -1,7 +1,79 @@
---- The socket's operations as functions taking the socket first
--- (`socket.close(s)` is `s:close()`): getpeername, getsockname, reader,
--- writer, setoption, shutdown, getfd, settimeouts, gettimeouts, bind, close,
--- abort, is_closed, close_finished, stats, configure. They are written in C
--- (csrc/binding/lstream.c).
+--- A connected (or connectable) socket. Every method is also a function of
+-- this module taking the socket first (`socket.close(s)` is `s:close()`).
+-- The methods are written in C (csrc/binding/lstream.c); this module
+-- documents them and returns their table.
 -- @module coronet.socket
+
+--- The peer's address value (`tostring`, `.family`, `.ip`, `.port`, `.path`).
+-- @function getpeername
+-- @return address, or `nil, err, code`
+
+--- The local address value.
+-- @function getsockname
+-- @return address, or `nil, err, code`
+
+--- The socket's reader (made once, then the same value).
+-- @function reader
+
+--- The socket's writer (made once, then the same value).
+-- @function writer
+
+--- Sets `"tcp-nodelay"` (on by default), `"keepalive"` (true/false, or the
+-- idle seconds before probes) or `"reuseaddr"`.
+-- @function setoption
+-- @tparam string name
+-- @param value
+-- @treturn true, or `nil, err, code` (ENOTSUP for tcp options on unix sockets)
+
+--- Reads an option back as a boolean.
+-- @function getoption
+-- @tparam string name
+-- @treturn boolean, or `nil, err, code`
+
+--- `"send"` closes the writer (flush, then FIN), `"receive"` the reader,
+-- `"both"` both.
+-- @function shutdown
+-- @tparam[opt="both"] string how
+
+--- The descriptor (owned by coronet: do not close it).
+-- @function getfd
+-- @treturn integer
+
+--- Per-object timeouts in seconds: `connect` (used by `tcp.connect` with
+-- `opts.socket`), `send` (writes and flushes that wait), `read` (every read).
+-- `false` for none, `nil` to keep. Returns the socket.
+-- @function settimeouts
+
+--- The three timeouts (`false` for none).
+-- @function gettimeouts
+
+--- Binds an unconnected socket (from `tcp.socket()`) before connecting.
+-- @function bind
+-- @param address an address value
+
+--- Starts the graceful close: the reader closes, the writer flushes (bounded
+-- by `close_timeout`) and shuts down, then the descriptor closes. Never waits;
+-- idempotent.
+-- @function close
+
+--- Closes at once, dropping unflushed bytes.
+-- @function abort
+
+--- True once closing has started.
+-- @function is_closed
+-- @treturn boolean
+
+--- Waits until the descriptor is closed.
+-- @function close_finished
+-- @tparam[opt] number timeout
+-- @treturn true, or `nil, err, code`
+
+--- `{bytes_in = n, bytes_out = n}`.
+-- @function stats
+
+--- Applies `reader_buffer_size`, `writer_buffer_size`, `buffer_age_limit`
+-- and `close_timeout` (the options of `tcp.connect`). Returns the socket.
+-- @function configure
+-- @tparam table opts
+
 return require("coronet.core").methods.socket
