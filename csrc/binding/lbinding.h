@@ -28,7 +28,7 @@ typedef struct lcn_ctx {
   int running;        /* inside coronet.run */
   int failure_ref;    /* registry ref of the first uncaught error, or LUA_NOREF */
   int logger_ref;     /* registry ref of the logger function, or LUA_NOREF */
-  int closed;         /* the state is closing: no more fibers run */
+  int closed;         /* the context was finalized (lua_close): guards a second __gc */
   const void *metatables[LCN_C_COUNT];
   struct lcn_fiber *current; /* the fiber being resumed, if any */
 } lcn_ctx;
