@@ -32,13 +32,17 @@ static int fail(lua_State *L, lcn_connect_box *box, int err) {
   return n;
 }
 
+/* Keeps the address last tried, for messages once the operation is gone. */
+static void remember_target(lcn_connect_box *box) {
+  const cn_addr *last = cn_connect_last_addr(box->op);
+  if (!last) return;
+  box->where = *last;
+  box->have_where = 1;
+}
+
 static int take(lua_State *L, lcn_connect_box *box) {
   cn_stream *s;
-  const cn_addr *last = cn_connect_last_addr(box->op);
-  if (last) {
-    box->where = *last;
-    box->have_where = 1;
-  }
+  remember_target(box);
   int rc = cn_connect_take(box->op, &s);
   box->op = NULL;
   if (rc < 0) return fail(L, box, rc);
@@ -60,12 +64,8 @@ static int wait_k(lua_State *L, int status, lua_KContext kctx) {
   if (st == 0 && box->op) return take(L, box);
   if (st == 0) st = UV_ECANCELED;
   if (box->op) {
-    const cn_addr *last = cn_connect_last_addr(box->op);
-    if (last) {
-      box->where = *last;
-      box->have_where = 1;
-    }
     if (st != UV_ECANCELED) return take(L, box);
+    remember_target(box);
   }
   abort_op(box);
   return fail(L, box, st);

@@ -88,12 +88,9 @@ static void start_shutdown(cn_stream *s) {
   if (w->shutting_down || s->state != CN_STREAM_OPEN) return;
   w->shutting_down = 1;
   if (w->timer) cn_timer_stop(w->timer);
-  if (s->r.status == UV_EOF && s->r.closed) { /* both sides are done: close() sends our FIN */
-    w->shut = 1;
-    cn__stream_maybe_finish(s);
-    return;
-  }
-  union cn__writer_req *req = request(s);
+  /* When both sides are done, close() itself sends our FIN: no shutdown(2). */
+  int both_done = s->r.status == UV_EOF && s->r.closed;
+  union cn__writer_req *req = both_done ? NULL : request(s);
   if (req) req->shutdown.data = s;
   if (!req || uv_shutdown(&req->shutdown, &s->h.stream, on_shutdown) < 0) {
     w->shut = 1;
