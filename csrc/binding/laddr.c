@@ -62,11 +62,16 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
+/* Lua calls __eq for any two userdata when one has it: an address is never
+ * equal to another kind of value, and comparing never raises. */
 static int l_eq(lua_State *L) {
   cn_addr a, b;
-  lcn_check_address(L, 1, &a);
-  lcn_check_address(L, 2, &b);
-  lua_pushboolean(L, cn_addr_equal(&a, &b));
+  int both = lcn_test(L, 1, LCN_C_ADDRESS) && lcn_test(L, 2, LCN_C_ADDRESS);
+  if (both) {
+    lcn_check_address(L, 1, &a);
+    lcn_check_address(L, 2, &b);
+  }
+  lua_pushboolean(L, both && cn_addr_equal(&a, &b));
   return 1;
 }
 

@@ -45,10 +45,30 @@ static int step_read(lua_State *L, cn_stream *s, size_t *want) {
   return 0;
 }
 
+/* The cap bounds a line's bytes without its terminator to cap - 1, whether
+ * it ends in "\n" or "\r\n": the "\r" never counts against the cap, so a
+ * "\r\n" line may end one byte past it (the wait below grows the buffer by
+ * that byte). */
+static int scan_line(cn_stream *s, const char *p, size_t n, size_t *len, size_t *used) {
+  size_t cap = cn_reader_capacity(s);
+  int rc = cn_frame_line(p, n, cap + 1, len, used);
+  if (rc == 1 && *len >= cap) return CN_ELINE_TOO_LONG;
+  return rc;
+}
+
+/* contents and receive("*a") fail only once the peer sent more than the cap:
+ * with exactly the cap buffered, the wait for one byte more finds the EOF
+ * that is already there, or the byte that passes the cap. */
+static int all_needs_more(cn_stream *s, size_t n, size_t *want) {
+  if (n > cn_reader_capacity(s)) return CN_ELINE_TOO_LONG;
+  *want = n + 1;
+  return 0;
+}
+
 static int step_line(lua_State *L, cn_stream *s, size_t *want) {
   size_t n, len, used;
   const char *p = cn_reader_peek(s, &n);
-  int rc = cn_frame_line(p, n, cn_reader_capacity(s), &len, &used);
+  int rc = scan_line(s, p, n, &len, &used);
   if (rc == 1) {
     lua_pushlstring(L, p, len);
     cn_reader_consume(s, used);
@@ -110,9 +130,15 @@ static int step_contents(lua_State *L, cn_stream *s, size_t *want) {
     return 1;
   }
   if (st) return st;
-  if (n >= cn_reader_capacity(s)) return CN_ELINE_TOO_LONG;
-  *want = n + 1;
-  return 0;
+  return all_needs_more(s, n, want);
+}
+
+/* receive(n): LuaSocket truncates a fractional count (2.5 reads 2 bytes). */
+static size_t receive_count(lua_State *L) {
+  lua_Number x = lua_tonumber(L, 2);
+  luaL_argcheck(L, x >= 0, 2, "byte count must be >= 0");
+  luaL_argcheck(L, x < 0x1p53, 2, "byte count too large");
+  return (size_t)x;
 }
 
 /* LuaSocket's receive: the pattern at 2, the prefix at 3. */
@@ -148,15 +174,14 @@ static int step_receive(lua_State *L, cn_stream *s, size_t *want) {
   const char *p = cn_reader_peek(s, &n);
   int pattern = receive_pattern(L), st = end_status(s);
   if (pattern == 'n') {
-    lua_Integer need = lua_tointeger(L, 2);
-    luaL_argcheck(L, need >= 0, 2, "byte count must be >= 0");
-    if (n >= (size_t)need) {
-      push_received(L, p, (size_t)need, 0);
-      cn_reader_consume(s, (size_t)need);
+    size_t need = receive_count(L);
+    if (n >= need) {
+      push_received(L, p, need, 0);
+      cn_reader_consume(s, need);
       return 1;
     }
     if (st) return st;
-    *want = (size_t)need;
+    *want = need;
     return 0;
   }
   if (pattern == 'a') {
@@ -166,11 +191,9 @@ static int step_receive(lua_State *L, cn_stream *s, size_t *want) {
       return 1;
     }
     if (st) return st;
-    if (n >= cn_reader_capacity(s)) return CN_ELINE_TOO_LONG;
-    *want = n + 1;
-    return 0;
+    return all_needs_more(s, n, want);
   }
-  int rc = cn_frame_line(p, n, cn_reader_capacity(s), &len, &used);
+  int rc = scan_line(s, p, n, &len, &used);
   if (rc == 1) {
     push_received(L, p, len, 1);
     cn_reader_consume(s, used);
@@ -185,11 +208,13 @@ static int step_receive(lua_State *L, cn_stream *s, size_t *want) {
 /* Async-named reads fail with nil, err, code and keep every byte. */
 static int fail_keep(lua_State *L, cn_stream *s, int err) { return lcn_fail_stream(L, err, "read from", s); }
 
-/* receive hands over the partial bytes on timeout and close, as LuaSocket does. */
+/* receive hands over the partial bytes on timeout and close, as LuaSocket
+ * does; "busy" (the bytes are another fiber's) and "line_too_long" hand over
+ * nothing and consume nothing. */
 static int fail_receive(lua_State *L, cn_stream *s, int err) {
   size_t n;
   const char *p = cn_reader_peek(s, &n);
-  if (err == CN_ELINE_TOO_LONG) n = 0;
+  if (err == CN_ELINE_TOO_LONG || err == CN_EBUSY) n = 0;
   int pattern = receive_pattern(L);
   lua_pushnil(L);
   lua_pushstring(L, err == UV_EOF || err == CN_ECLOSED ? "closed" : cn_err_name(err));
@@ -236,8 +261,11 @@ static int drive(lua_State *L, int op) {
  * socket's read timeout. */
 static int start(lua_State *L, int op, int opts_idx) {
   lcn_half *h = check_reader(L);
-  lcn_conn_stream(L, h->conn);
+  cn_stream *s = lcn_conn_stream(L, h->conn);
   lua_settop(L, 3);
+  /* One reader at a time: while another fiber waits, every read (even one
+   * the buffer could serve) fails with "busy" and touches no byte. */
+  if (cn_reader_is_busy(s)) return ops[op].fail(L, s, CN_EBUSY);
   if (opts_idx && lua_istable(L, opts_idx))
     lua_getfield(L, opts_idx, "timeout");
   else if (opts_idx)

@@ -127,9 +127,13 @@ static int l_shutdown(lua_State *L) {
   return 1;
 }
 
+/* socket:getfd() -> the descriptor, or nil, err, "closed" once closing has
+ * started (the number would name a descriptor that is, or soon will be, gone). */
 static int l_getfd(lua_State *L) {
   cn_stream *s = check_open(L, NULL);
-  lua_pushinteger(L, cn_stream_fileno(s));
+  int fd = cn_stream_is_closing(s) ? CN_ECLOSED : cn_stream_fileno(s);
+  if (fd < 0) return lcn_fail(L, fd, "getfd", NULL);
+  lua_pushinteger(L, fd);
   return 1;
 }
 
@@ -160,7 +164,7 @@ static int l_bind(lua_State *L) {
   cn_stream *s = check_open(L, NULL);
   cn_addr a;
   lcn_check_address(L, 2, &a);
-  int rc = cn_stream_bind(s, &a);
+  int rc = cn_stream_is_closing(s) ? CN_ECLOSED : cn_stream_bind(s, &a);
   if (rc < 0) return lcn_fail(L, rc, "bind", &a);
   lua_pushboolean(L, 1);
   return 1;

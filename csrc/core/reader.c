@@ -20,6 +20,7 @@ static cn_waiter *waiter_of(cn_stream *s) {
 size_t cn_reader_buffered(const cn_stream *s) { return s->r.view_len + cn_buf_len(&s->r.buf); }
 size_t cn_reader_capacity(const cn_stream *s) { return s->r.cap; }
 int cn_reader_is_closed(const cn_stream *s) { return s->r.closed; }
+int cn_reader_is_busy(const cn_stream *s) { return !cn_list_empty(&s->r.waiters); }
 
 int cn_reader_status(const cn_stream *s) {
   if (s->r.closed) return CN_ECLOSED;

@@ -236,6 +236,8 @@ int cn_reader_status(const cn_stream *s);
  * `want` are buffered (the buffer grows past its cap for this wait), or the
  * stream ends. Status 0, or the end status. CN_EBUSY if another waiter waits. */
 int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want);
+/* 1 while a waiter is attached (a second reader would get CN_EBUSY). */
+int cn_reader_is_busy(const cn_stream *s);
 /* Reader half closes: no more reads, waiter gets CN_ECLOSED. */
 void cn_reader_close(cn_stream *s);
 int cn_reader_is_closed(const cn_stream *s);

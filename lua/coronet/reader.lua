@@ -3,14 +3,17 @@
 -- The methods are written in C (csrc/binding/lreader.c); this module
 -- documents them and returns their table.
 --
--- One fiber reads at a time: a second concurrent reader gets
--- `nil, err, "busy"` at once. Every read takes a last argument: a timeout in
+-- One fiber reads at a time: while one waits, every other read (even one
+-- the buffered bytes could serve) gets `nil, err, "busy"` at once and
+-- consumes nothing. Every read takes a last argument: a timeout in
 -- seconds, `false` for none, or `{timeout = s}`; without it the socket's read
 -- timeout applies (see `socket:settimeouts`). A timeout is a deadline for the
 -- whole call, never consumes buffered bytes and is not sticky. The reader's
 -- cap (`reader_buffer_size`, 64 KiB by default) bounds line and delimiter
 -- searches and `contents`: past it they fail with `"line_too_long"` and the
--- bytes stay buffered.
+-- bytes stay buffered. Only passing the cap fails: `contents` returns
+-- exactly cap bytes from a peer that sent them and closed, and a line holds
+-- up to cap - 1 bytes before its "\n" or "\r\n" (the "\r" does not count).
 -- @module coronet.reader
 
 --- Whatever is available: at least one byte, at most `max` (default: the cap).
@@ -49,9 +52,11 @@
 -- @treturn string, or `nil, err, code`
 
 --- LuaSocket's receive: `"*l"` (or `"l"`), `"*a"` (or `"a"`) or a byte count,
--- with an optional prefix. On timeout or close it returns
+-- with an optional prefix. A fractional count is truncated (2.5 reads 2
+-- bytes), as in LuaSocket. On timeout or close it returns
 -- `nil, "timeout"|"closed", partial`, handing over (consuming) the partial
--- bytes; `"*a"` at EOF returns what there is.
+-- bytes; `"*a"` at EOF returns what there is. `nil, "busy", prefix` (another
+-- fiber is reading) and `nil, "line_too_long", prefix` consume nothing.
 -- @function receive
 -- @param[opt="*l"] pattern
 -- @tparam[opt] string prefix

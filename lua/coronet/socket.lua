@@ -37,7 +37,7 @@
 
 --- The descriptor (owned by coronet: do not close it).
 -- @function getfd
--- @treturn integer
+-- @treturn integer, or `nil, err, "closed"` once closing has started
 
 --- Per-object timeouts in seconds: `connect` (used by `tcp.connect` with
 -- `opts.socket`), `send` (writes and flushes that wait), `read` (every read).
@@ -50,6 +50,7 @@
 --- Binds an unconnected socket (from `tcp.socket()`) before connecting.
 -- @function bind
 -- @param address an address value
+-- @treturn true, or `nil, err, code` (`"closed"` once closing has started)
 
 --- Starts the graceful close: the reader closes, the writer flushes (bounded
 -- by `close_timeout`) and shuts down, then the descriptor closes. Never waits;
