@@ -113,3 +113,144 @@ describe("use after close", function()
     end)
   end)
 end)
+
+-- A client whose server reads nothing until release() is called (its
+-- reader buffers at most 64 KiB ahead), then everything until EOF; returns
+-- socket, writer, release and a deferred that gets (data, code).
+local function gated_sink(client_opts)
+  local gate, got = coronet.ivar(), coronet.ivar()
+  local _, port = helper.server(function(_, r)
+    gate.deferred:wait()
+    local chunks = {}
+    while true do
+      local chunk, _, code = r:read()
+      if not chunk then return got:fill(table.concat(chunks), code ~= "closed" and code or nil) end
+      chunks[#chunks + 1] = chunk
+    end
+  end)
+  local sock, _, w = helper.connect(port, client_opts)
+  return sock, w, function() gate:fill() end, got.deferred
+end
+
+local BIG = 4 * 1024 * 1024 -- more than loopback's socket buffers take
+
+-- Fills the kernel's buffers towards a peer that does not read, under a
+-- mark high enough that no write waits, then lowers the mark to 1 KiB: the
+-- pending bytes are past it and the next write must wait.
+local function fill(sock, w)
+  sock:configure({ writer_buffer_size = 1024 * 1024 * 1024 })
+  for _ = 1, 32 do
+    if w:pending() > 1024 then
+      sock:configure({ writer_buffer_size = 1024 })
+      return
+    end
+    assert(w:write(string.rep("b", BIG)))
+  end
+  error("the kernel took everything")
+end
+
+-- A fiber that fills the writer past its mark, then blocks in a write of "X"s.
+local function blocked_in_write(sock, w)
+  local f = coronet.spawn(function()
+    fill(sock, w)
+    return w:write(string.rep("X", 1000))
+  end)
+  coronet.sleep(helper.t(0.1))
+  assert.is_false(f:is_done())
+  return f
+end
+
+describe("writer: a failed write takes nothing", function()
+  it("a write that returns busy sends none of its bytes", function()
+    helper.run(function()
+      local sock, w, release, got = gated_sink()
+      local blocked = blocked_in_write(sock, w)
+      failed_with("busy", w:write("second"))
+      release()
+      assert.is_true(blocked:join(helper.t(5)))
+      w:close()
+      local data = got:wait(helper.t(5))
+      assert.is_nil(data:find("second", 1, true))
+      assert.equal("X", data:sub(-1))
+    end, 20)
+  end)
+
+  it("a cancelled write returns cancelled and none of its bytes are sent; retrying sends them once", function()
+    helper.run(function()
+      local sock, w, release, got = gated_sink()
+      local blocked = blocked_in_write(sock, w)
+      blocked:cancel()
+      failed_with("cancelled", blocked:join(helper.t(2)))
+      release()
+      assert.is_true(w:write("retry"))
+      w:close()
+      local data = got:wait(helper.t(5))
+      assert.is_nil(data:find("X", 1, true))
+      assert.equal("retry", data:sub(-5))
+    end, 20)
+  end)
+
+  it("a write that times out takes nothing", function()
+    helper.run(function()
+      local sock, w, release, got = gated_sink()
+      sock:settimeouts(nil, helper.t(0.1), nil)
+      fill(sock, w)
+      failed_with("timeout", w:write("late"))
+      release()
+      sock:settimeouts(nil, false, nil)
+      assert.is_true(w:flush(helper.t(5)))
+      w:close()
+      assert.is_nil(got:wait(helper.t(5)):find("late", 1, true))
+    end, 20)
+  end)
+
+  it("a write with a bad argument raises before taking any byte", function()
+    helper.run(function()
+      local _, w, release, got = gated_sink()
+      assert.has_error(function() w:write("first", true) end)
+      assert.has_error(function() w:write("first", { "a", false }) end)
+      assert.equal(0, w:pending())
+      release()
+      w:close()
+      assert.equal("", (got:wait(helper.t(5))))
+    end)
+  end)
+end)
+
+describe("writer: close wakes waiters with closed", function()
+  it("writer:close() while a fiber waits in write returns nil, err, \"closed\" to it", function()
+    helper.run(function()
+      local sock, w, release = gated_sink()
+      local blocked = blocked_in_write(sock, w)
+      w:close()
+      failed_with("closed", blocked:join(helper.t(2)))
+      release()
+      sock:abort()
+    end, 20)
+  end)
+
+  it("writer:close() while a fiber waits in flush returns nil, err, \"closed\" to it", function()
+    helper.run(function()
+      local sock, w, release = gated_sink()
+      fill(sock, w)
+      local flusher = coronet.spawn(function() return w:flush(helper.t(5)) end)
+      coronet.sleep(helper.t(0.05))
+      w:close()
+      failed_with("closed", flusher:join(helper.t(2)))
+      release()
+      sock:abort()
+    end, 20)
+  end)
+
+  it("w:flushed() then w:close(): the deferred is determined once the close flushed the bytes", function()
+    helper.run(function()
+      local _, w, release, got = gated_sink()
+      w:write("abc")
+      local d = w:flushed()
+      w:close()
+      release()
+      assert.is_true(d:wait(helper.t(5)))
+      assert.equal("abc", (got:wait(helper.t(5))))
+    end)
+  end)
+end)

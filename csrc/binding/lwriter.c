@@ -1,6 +1,7 @@
 /* lwriter.c: the writer class. write() never copies twice and never waits
- * below the high-water mark; above it the fiber waits until the kernel has
- * taken enough. */
+ * at or below the high-water mark; above it the fiber waits until the kernel
+ * has taken enough, and only then takes its bytes (a failed write takes
+ * nothing). */
 #include "lbinding.h"
 
 static lcn_half *check_writer(lua_State *L) {
@@ -11,66 +12,105 @@ static lcn_half *check_writer(lua_State *L) {
 
 static cn_stream *stream_of(lua_State *L) { return lcn_conn_stream(L, check_writer(L)->conn); }
 
+/* The stream of the writer at 1, open or closed: a continuation must report
+ * a close that happened during its wait, not raise about it. */
+static cn_stream *waited_stream(lua_State *L) { return ((lcn_half *)lua_touserdata(L, 1))->conn->s; }
+
+/* Raises unless the argument at idx is a string, a number, or an array of
+ * them (a plain table: one with a metatable, such as a value with
+ * __tostring, would be written as nothing, so it is refused). */
+static void check_arg(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) return;
+  if (t != LUA_TTABLE) luaL_typeerror(L, idx, "string or array of strings");
+  luaL_argcheck(L, !lua_getmetatable(L, idx), idx, "a table with a metatable: convert it with tostring first");
+  lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+  luaL_argcheck(L, len > 0, idx, "an empty table (expected an array of strings)");
+  for (lua_Integer i = 1; i <= len; i++) {
+    int it = lua_rawgeti(L, idx, i);
+    lua_pop(L, 1);
+    if (it != LUA_TSTRING && it != LUA_TNUMBER)
+      luaL_error(L, "bad argument #%d to 'write' (item %d is a %s, not a string)", idx - 1, (int)i,
+                 lua_typename(L, it));
+  }
+}
+
 static int write_value(lua_State *L, cn_stream *s, int idx) {
   size_t n;
   const char *p = lua_tolstring(L, idx, &n);
   return cn_writer_write(s, p, n);
 }
 
-/* Strings, or arrays of strings, in any mix. */
-static int write_arg(lua_State *L, cn_stream *s, int idx) {
-  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) return write_value(L, s, idx);
-  if (!lua_istable(L, idx)) return luaL_typeerror(L, idx, "string or array of strings");
-  lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
-  for (lua_Integer i = 1; i <= len; i++) {
-    int t = lua_rawgeti(L, idx, i);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER)
-      return luaL_error(L, "bad argument #%d to 'write' (item %d is a %s, not a string)", idx - 1, (int)i,
-                        lua_typename(L, t));
-    int rc = write_value(L, s, -1);
-    lua_pop(L, 1);
-    if (rc < 0) return rc;
+/* Appends the arguments from 2 on, already checked. */
+static int append_args(lua_State *L, cn_stream *s) {
+  int top = lua_gettop(L);
+  for (int i = 2; i <= top; i++) {
+    if (!lua_istable(L, i)) {
+      int rc = write_value(L, s, i);
+      if (rc < 0) return rc;
+      continue;
+    }
+    lua_Integer len = (lua_Integer)lua_rawlen(L, i);
+    for (lua_Integer k = 1; k <= len; k++) {
+      lua_rawgeti(L, i, k);
+      int rc = write_value(L, s, -1);
+      lua_pop(L, 1);
+      if (rc < 0) return rc;
+    }
   }
   return 0;
 }
 
-static int drained_k(lua_State *L, int status, lua_KContext what) {
+static int try_write(lua_State *L, cn_stream *s, lua_Integer deadline);
+
+static int write_k(lua_State *L, int status, lua_KContext deadline) {
   (void)status;
   int st = lcn_fiber_status(L);
-  if (st < 0) return lcn_fail_stream(L, st, what ? "flush to" : "write to", stream_of(L));
+  if (st < 0) return lcn_fail_stream(L, st, "write to", waited_stream(L));
+  return try_write(L, waited_stream(L), (lua_Integer)deadline);
+}
+
+/* Accepts the arguments once the pending bytes are at or below the mark.
+ * The wait comes first, so a write that fails (busy, timeout, cancelled,
+ * closed) has taken none of its bytes and may be retried as it is. */
+static int try_write(lua_State *L, cn_stream *s, lua_Integer deadline) {
+  if (cn_writer_pending(s) > cn_writer_hwm(s) && cn_writer_status(s) == 0) {
+    lcn_fiber *f = lcn_fiber_current(L);
+    int rc = cn_writer_wait(s, &f->waiter, cn_writer_hwm(s));
+    if (rc < 0) return lcn_fail_stream(L, rc, "write to", s);
+    return lcn_fiber_wait(L, f, deadline, NULL, NULL, write_k, (lua_KContext)deadline);
+  }
+  int rc = append_args(L, s);
+  if (rc < 0) return lcn_fail_stream(L, rc, "write to", s);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* Waits until at most `allowed` bytes are pending. */
-static int wait_drained(lua_State *L, cn_stream *s, size_t allowed, lua_Integer deadline, int is_flush) {
-  lcn_fiber *f = lcn_fiber_current(L);
-  int rc = cn_writer_wait(s, &f->waiter, allowed);
-  if (rc < 0) return lcn_fail_stream(L, rc, is_flush ? "flush to" : "write to", s);
-  return lcn_fiber_wait(L, f, deadline, NULL, NULL, drained_k, is_flush);
-}
-
-/* writer:write(...) -> true | nil, err, code. Returns at once unless pending
- * bytes pass the high-water mark. */
+/* writer:write(...) -> true | nil, err, code. Returns at once while the
+ * pending bytes are at or below the high-water mark; above it, waits until
+ * they are, then accepts the bytes. */
 static int l_write(lua_State *L) {
   lcn_half *h = check_writer(L);
   cn_stream *s = lcn_conn_stream(L, h->conn);
-  int top = lua_gettop(L);
-  for (int i = 2; i <= top; i++) {
-    int rc = write_arg(L, s, i);
-    if (rc < 0) return lcn_fail_stream(L, rc, "write to", s);
-  }
-  if (cn_writer_pending(s) <= cn_writer_hwm(s)) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  lua_settop(L, 1);
-  return wait_drained(L, s, cn_writer_hwm(s), lcn_deadline(L, 2, h->conn->write_timeout), 0);
+  for (int i = 2; i <= lua_gettop(L); i++) check_arg(L, i);
+  lua_Integer deadline = -1;
+  if (cn_writer_pending(s) > cn_writer_hwm(s)) deadline = lcn_deadline(L, lua_gettop(L) + 1, h->conn->write_timeout);
+  return try_write(L, s, deadline);
 }
 
-/* writer:flush([timeout]) -> true once the kernel has every byte written so far. */
+static int flush_k(lua_State *L, int status, lua_KContext kctx) {
+  (void)status;
+  (void)kctx;
+  int st = lcn_fiber_status(L);
+  if (st < 0) return lcn_fail_stream(L, st, "flush to", waited_stream(L));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* writer:flush([timeout]) -> true once the kernel has every byte written so
+ * far. On a closed writer it waits for the close's own final flush. */
 static int l_flush(lua_State *L) {
-  lcn_half *h = check_writer(L);
+  lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
   cn_stream *s = lcn_conn_stream(L, h->conn);
   int st = cn_writer_status(s);
   if (st < 0 && st != CN_ECLOSED) return lcn_fail_stream(L, st, "flush to", s);
@@ -80,7 +120,10 @@ static int l_flush(lua_State *L) {
   }
   lua_Integer deadline = lcn_deadline(L, 2, h->conn->write_timeout);
   lua_settop(L, 1);
-  return wait_drained(L, s, 0, deadline, 1);
+  lcn_fiber *f = lcn_fiber_current(L);
+  int rc = cn_writer_wait(s, &f->waiter, 0);
+  if (rc < 0) return lcn_fail_stream(L, rc, "flush to", s);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, flush_k, 0);
 }
 
 static int l_pending(lua_State *L) {

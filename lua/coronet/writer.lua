@@ -7,14 +7,25 @@
 -- waits on a writer at a time; a second gets `nil, err, "busy"`.
 -- @module coronet.writer
 
---- Buffers strings and arrays of strings, in any mix, and returns at once;
--- waits only when pending bytes pass the high-water mark
--- (`writer_buffer_size`, 64 KiB by default), for at most the socket's send
--- timeout.
+--- Buffers strings and arrays of strings, in any mix, and returns at once
+-- while the pending bytes are at or below the high-water mark
+-- (`writer_buffer_size`, 64 KiB by default). Above it, the call first waits
+-- (for at most the socket's send timeout) until they are, then takes its
+-- bytes: so pending bytes never exceed the mark plus one call's bytes.
+--
+-- A write that fails takes none of its bytes: `"busy"` (another fiber waits
+-- on this writer), `"timeout"`, `"cancelled"` (the fiber was cancelled or
+-- interrupted during the wait) and `"closed"` all mean nothing was accepted,
+-- so the same call may be retried without duplicating data. A write that
+-- returns true has accepted every byte; they are sent unless the connection
+-- fails. Bad arguments (anything but strings, numbers and non-empty arrays
+-- of them; a table with a metatable is refused, convert it with `tostring`)
+-- raise before any byte of the call is taken.
 -- @function write
--- @treturn true, or `nil, err, code` ("closed", "stalled", "EPIPE"...)
+-- @treturn true, or `nil, err, code` ("closed", "busy", "timeout", "cancelled", "stalled", "EPIPE"...)
 
---- Waits until the kernel has every byte written so far.
+--- Waits until the kernel has every byte written so far. On a closed writer
+-- it waits for the final flush that the close started.
 -- @function flush
 -- @tparam[opt] number timeout
 -- @treturn true, or `nil, err, code`
@@ -28,7 +39,9 @@
 -- @treturn integer
 
 --- Flushes (bounded by `close_timeout`), then shuts down the sending side;
--- never waits. A fiber blocked in `write` gets `nil, err, "closed"`.
+-- never waits. A fiber waiting in `write` or `flush` gets `nil, err, "closed"`
+-- (its write took nothing). Writing after close raises; flushing waits for
+-- the final flush.
 -- @function close
 
 --- True once closed.
@@ -44,6 +57,8 @@ local methods = core.methods.writer
 
 --- A deferred determined (with true) once the kernel has taken every byte
 -- written so far, or (with nil, err, code) if the connection fails first.
+-- Closing the writer meanwhile does not fail it: the close's final flush
+-- still determines it.
 -- @function writer:flushed
 -- @treturn Deferred
 function methods.flushed(writer)
