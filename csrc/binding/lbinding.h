@@ -108,7 +108,13 @@ void lcn_check_address(lua_State *L, int idx, cn_addr *out);
 int lcn_open_address(lua_State *L);
 
 /* lstream.c, lreader.c, lwriter.c */
-void lcn_push_conn(lua_State *L, cn_stream *s); /* takes over the reference */
+/* Pushes a socket box holding no stream yet (liolib's newprefile): make it
+ * before the stream, then store the stream in ->s, so that a memory error
+ * while making the box cannot leak a stream. */
+lcn_conn *lcn_new_conn(lua_State *L);
+/* Pushes a socket box for s, taking over the reference (if making the box
+ * fails, s leaks: prefer lcn_new_conn before making the stream). */
+void lcn_push_conn(lua_State *L, cn_stream *s);
 lcn_conn *lcn_check_conn(lua_State *L, int idx);
 /* Remembers the peer's address for error messages after the socket closed. */
 void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer);

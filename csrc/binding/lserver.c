@@ -1,13 +1,16 @@
 /* lserver.c: the server class. Each accepted connection starts a fiber
- * running the Lua on_connection function with the new socket. An open server
- * is anchored in the registry, so dropping the Lua value does not stop it. */
+ * running the Lua on_connection function with the new socket. A server is
+ * anchored in the registry from listen until its close has finished, so
+ * dropping the Lua value does not stop it, and a server closed by anyone
+ * (run's teardown included) is released. */
 #include <string.h>
 #include "lbinding.h"
 
 typedef struct lcn_server {
   cn_server *srv;
   lcn_ctx *ctx;
-  int anchor; /* registry ref while open */
+  cn_waiter finished; /* on the core server's close: releases the anchor */
+  int anchor;         /* registry ref from listen until the core server's close finished */
 } lcn_server;
 
 static lcn_server *check_server(lua_State *L) {
@@ -16,25 +19,72 @@ static lcn_server *check_server(lua_State *L) {
   return b;
 }
 
-static void unanchor(lcn_server *b, lua_State *L) {
-  luaL_unref(L, LUA_REGISTRYINDEX, b->anchor);
-  b->anchor = LUA_NOREF;
+/* Calls fn(ud) under lua_pcall on the main thread: a libuv-to-Lua entry must
+ * not unwind through libuv (a memory error, or a hook that raises). On
+ * failure the error value is left on the stack. */
+static int call_protected(lua_State *L, lua_CFunction fn, void *ud) {
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, ud);
+  return lua_pcall(L, 1, 0, 0);
 }
 
-/* From the accept loop: spawn on_connection(arg, socket, address) in a new fiber. */
-static void on_conn(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *data) {
-  lcn_server *b = data;
+static int release_anchor(lua_State *L) {
+  int *ref = lua_touserdata(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  return 0;
+}
+
+/* The core server's close finished, whoever started it (server:close, the
+ * end of coronet.run, the state closing): no on_conn call can come any
+ * more, so the box (with the handler and everything it holds) may go. The
+ * box may be collected during the unref: it is not touched afterwards. */
+static void on_finished(cn_waiter *w, int status) {
+  lcn_server *b = w->data;
   lua_State *L = b->ctx->L;
-  (void)srv;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->anchor);
+  int ref = b->anchor;
+  (void)status;
+  b->anchor = LUA_NOREF;
+  if (call_protected(L, release_anchor, &ref) != LUA_OK) lua_pop(L, 1); /* the slot is cleared before unref can fail */
+}
+
+typedef struct {
+  lcn_server *b;
+  cn_stream *conn;
+  const cn_addr *peer;
+  int taken; /* a socket box holds conn */
+} accepted;
+
+/* Spawns on_connection(arg, socket, address) in a new fiber. */
+static int spawn_handler(lua_State *L) {
+  accepted *a = lua_touserdata(L, 1);
+  lcn_conn *c = lcn_new_conn(L);
+  c->s = a->conn;
+  a->taken = 1;
+  int sock = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->b->anchor);
   lua_getiuservalue(L, -1, 1);
   lua_getiuservalue(L, -2, 2);
   lua_remove(L, -3);
-  lcn_push_conn(L, conn);
-  lcn_push_address(L, peer);
-  lua_pushvalue(L, -1);
-  lua_setiuservalue(L, -3, 3); /* the socket remembers its peer */
+  lua_pushvalue(L, sock);
+  lcn_push_address(L, a->peer);
+  lcn_conn_set_peer(L, sock, a->peer); /* the socket remembers its peer */
   lcn_spawn(L, 3);
+  return 0;
+}
+
+/* From the accept loop. If starting the handler fails (out of memory), the
+ * connection is closed and the failure logged; the server goes on. */
+static void on_conn(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *data) {
+  accepted a = {data, conn, peer, 0};
+  lua_State *L = a.b->ctx->L;
+  (void)srv;
+  if (call_protected(L, spawn_handler, &a) == LUA_OK) return;
+  cn_stream_abort(conn, CN_ECLOSED); /* before any allocation can collect the box holding conn */
+  if (!a.taken) cn_stream_unref(conn);
+  char where[160];
+  cn_addr_format(peer, where, sizeof where);
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
+  cn_loop_logf(a.b->ctx->loop, "coronet: connection from %s dropped: starting its handler failed: %s", where, msg);
   lua_pop(L, 1);
 }
 
@@ -74,29 +124,37 @@ static int l_listen(lua_State *L) {
   cn_server_opts o;
   cn_stream_opts so;
   read_opts(L, 2, &o, &so);
+  /* The box, its user values and its anchor come first: nothing after the
+   * listen allocates, so a memory error cannot leave a listener unowned. */
   lcn_server *b = lua_newuserdatauv(L, sizeof *b, 2);
   b->srv = NULL;
   b->ctx = ctx;
   b->anchor = LUA_NOREF;
+  cn_waiter_init(&b->finished, on_finished, b);
   luaL_setmetatable(L, LCN_SERVER);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 4);
   lua_setiuservalue(L, -2, 2);
-  int rc = addr ? cn_server_listen(ctx->loop, addr, &o, on_conn, b, &b->srv)
-                : cn_server_listen_fd(ctx->loop, (int)lua_tointeger(L, 1), &o, on_conn, b, &b->srv);
-  if (rc < 0) return lcn_fail(L, rc, "listen on", addr);
-  cn_server_set_stream_opts(b->srv, &so);
   lua_pushvalue(L, -1);
   b->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  int rc = addr ? cn_server_listen(ctx->loop, addr, &o, on_conn, b, &b->srv)
+                : cn_server_listen_fd(ctx->loop, (int)lua_tointeger(L, 1), &o, on_conn, b, &b->srv);
+  if (rc < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, b->anchor);
+    b->anchor = LUA_NOREF;
+    return lcn_fail(L, rc, "listen on", addr);
+  }
+  cn_server_set_stream_opts(b->srv, &so);
+  cn_server_close_wait(b->srv, &b->finished);
   return 1;
 }
 
-/* server:close([close_existing]) : idempotent; no connection starts a handler afterwards. */
+/* server:close([close_existing]) : idempotent; no connection starts a
+ * handler afterwards. The server stays anchored until its close finishes. */
 static int l_close(lua_State *L) {
   lcn_server *b = check_server(L);
   cn_server_close(b->srv, lua_toboolean(L, 2));
-  unanchor(b, L);
   return 0;
 }
 
@@ -175,6 +233,7 @@ static int l_stats(lua_State *L) {
 static int l_gc(lua_State *L) {
   lcn_server *b = lcn_check(L, 1, LCN_C_SERVER);
   if (!b->srv) return 0;
+  cn_waiter_cancel(&b->finished); /* only when the state closes is an open server collected */
   cn_server_close(b->srv, 0);
   cn_server_unref(b->srv);
   b->srv = NULL;

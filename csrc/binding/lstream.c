@@ -1,18 +1,22 @@
 /* lstream.c: the socket class. A socket userdata holds the connection's one
  * core reference; its reader and writer userdata keep it alive. */
+#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 #include "lbinding.h"
 
 #define LCN_DEFAULT_CONNECT_TIMEOUT 10.0
 
-void lcn_push_conn(lua_State *L, cn_stream *s) {
+lcn_conn *lcn_new_conn(lua_State *L) {
   lcn_conn *c = lua_newuserdatauv(L, sizeof *c, 3); /* user values: reader, writer, peer address */
-  c->s = s;
+  c->s = NULL;
   c->connect_timeout = LCN_DEFAULT_CONNECT_TIMEOUT;
   c->read_timeout = c->write_timeout = -1;
   luaL_setmetatable(L, LCN_SOCKET);
+  return c;
 }
+
+void lcn_push_conn(lua_State *L, cn_stream *s) { lcn_new_conn(L)->s = s; }
 
 void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer) {
   conn_idx = lua_absindex(L, conn_idx);
@@ -247,21 +251,23 @@ static int l_tostring(lua_State *L) {
 static int l_tcp_socket(lua_State *L) {
   static const char *const families[] = {"inet", "inet6", NULL};
   int fam = luaL_checkoption(L, 1, "inet", families) == 0 ? AF_INET : AF_INET6;
+  lcn_conn *c = lcn_new_conn(L); /* the box first: nothing to leak if making it fails */
   cn_stream *s;
   int rc = cn_stream_new_tcp(lcn_ctx_get(L)->loop, fam, &s);
   if (rc < 0) return lcn_fail(L, rc, "socket", NULL);
-  lcn_push_conn(L, s);
+  c->s = s;
   return 1;
 }
 
 /* core.adopt_fd(fd) -> socket over an inherited connected descriptor. */
 static int l_adopt_fd(lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, fd >= 0, 1, "not a file descriptor");
+  luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "not a file descriptor");
+  lcn_conn *c = lcn_new_conn(L); /* the box first: nothing to leak if making it fails */
   cn_stream *s;
   int rc = cn_stream_open_fd(lcn_ctx_get(L)->loop, (int)fd, &s);
   if (rc < 0) return lcn_fail(L, rc, "adopt descriptor", NULL);
-  lcn_push_conn(L, s);
+  c->s = s;
   return 1;
 }
 
