@@ -254,3 +254,74 @@ describe("writer: close wakes waiters with closed", function()
     end)
   end)
 end)
+
+describe("option validation", function()
+  local bad_stream_options = {
+    { reader_buffer_size = -1 }, { reader_buffer_size = 0 }, { reader_buffer_size = 1.5 },
+    { reader_buffer_size = "64" }, { reader_buffer_size = 0 / 0 },
+    { writer_buffer_size = -1 }, { writer_buffer_size = 0 },
+    { close_timeout = -1 }, { close_timeout = 0 / 0 }, { close_timeout = "5" },
+  }
+  local bad_server_options = {
+    { max_connections = -1 }, { max_connections = 0 }, { max_connections = 1.5 }, { max_connections = 1 << 40 },
+    { backlog = -1 }, { max_accepts_per_batch = -1 }, { max_accepts_per_batch = 0 },
+  }
+
+  local function raises_naming(fn_name, opts, f)
+    local option = next(opts)
+    local ok, err = pcall(f)
+    assert.is_false(ok, fn_name .. " accepted " .. option .. " = " .. tostring(opts[option]))
+    err = tostring(err)
+    assert.truthy(err:find(fn_name, 1, true), err)
+    assert.truthy(err:find("'" .. option .. "'", 1, true), err)
+  end
+
+  it("tcp.connect, tcp.Server.create and socket:configure raise naming themselves and the option", function()
+    helper.run(function()
+      local sock, _, _ = sends("")
+      local where = coronet.tcp.Where_to_listen.of_address(coronet.address("127.0.0.1", 0))
+      local _, port = helper.server(function() end)
+      for _, opts in ipairs(bad_stream_options) do
+        raises_naming("socket:configure", opts, function() sock:configure(opts) end)
+        raises_naming("tcp.connect", opts, function() coronet.tcp.connect(helper.to(port), opts) end)
+        raises_naming("tcp.Server.create", opts, function() coronet.tcp.Server.create(where, function() end, opts) end)
+      end
+      for _, opts in ipairs(bad_server_options) do
+        raises_naming("tcp.Server.create", opts, function() coronet.tcp.Server.create(where, function() end, opts) end)
+      end
+      sock:close()
+    end)
+  end)
+
+  it("buffer_age_limit = 1e-9 is the shortest limit (1 ms), not \"off\"", function()
+    helper.run(function()
+      local sock, w, release = gated_sink()
+      sock:configure({ buffer_age_limit = 1e-9 })
+      assert(w:write(string.rep("a", BIG)))
+      coronet.sleep(helper.t(0.1))
+      failed_with("stalled", w:flush(helper.t(2)))
+      release()
+    end)
+  end)
+
+  it("close_timeout = 0 bounds the final flush to at most a moment, not the 5 s default", function()
+    helper.run(function()
+      local sock, w, release = gated_sink()
+      sock:configure({ close_timeout = 0 })
+      fill(sock, w)
+      local t0 = coronet.now()
+      sock:close()
+      assert.is_true(sock:close_finished(helper.t(3)))
+      assert.is_true(coronet.now() - t0 < helper.t(1))
+      release()
+    end)
+  end)
+
+  it("huge timeouts are accepted as unbounded, without overflow", function()
+    helper.run(function()
+      local sock = sends("")
+      sock:configure({ close_timeout = math.huge, buffer_age_limit = 1e300 })
+      sock:close()
+    end)
+  end)
+end)

@@ -120,6 +120,11 @@ lcn_conn *lcn_check_conn(lua_State *L, int idx);
 void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer);
 int lcn_conn_push_peer(lua_State *L, int idx);
 cn_stream *lcn_conn_stream(lua_State *L, lcn_conn *c);
+/* Reads the stream options in the table at idx (none: all defaults), raising
+ * "<fn>: option '<name>' must be ..." on a bad value. */
+void lcn_read_stream_opts(lua_State *L, int idx, const char *fn, cn_stream_opts *o);
+/* The integer option `name` of the table at idx: 1..max, or 0 when absent. */
+lua_Integer lcn_opt_count(lua_State *L, int idx, const char *fn, const char *name, lua_Integer max);
 /* Pushes the reader or writer of the socket at idx. */
 void lcn_push_half(lua_State *L, int conn_idx, const char *cls);
 int lcn_open_stream(lua_State *L);

@@ -3,6 +3,7 @@
  * anchored in the registry from listen until its close has finished, so
  * dropping the Lua value does not stop it, and a server closed by anyone
  * (run's teardown included) is released. */
+#include <limits.h>
 #include <string.h>
 #include "lbinding.h"
 
@@ -88,27 +89,18 @@ static void on_conn(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *
   lua_pop(L, 1);
 }
 
+#define LISTEN_FN "tcp.Server.create" /* core.listen's only caller, named in option errors */
+
 static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *so) {
   memset(o, 0, sizeof *o);
-  memset(so, 0, sizeof *so);
+  lcn_read_stream_opts(L, idx, LISTEN_FN, so);
   if (!lua_istable(L, idx)) return;
-  lua_getfield(L, idx, "max_connections");
-  o->max_connections = (unsigned)luaL_optinteger(L, -1, 0);
-  lua_getfield(L, idx, "max_accepts_per_batch");
-  o->max_accepts_per_batch = (unsigned)luaL_optinteger(L, -1, 0);
-  lua_getfield(L, idx, "backlog");
-  o->backlog = (int)luaL_optinteger(L, -1, 0);
+  o->max_connections = (unsigned)lcn_opt_count(L, idx, LISTEN_FN, "max_connections", UINT_MAX);
+  o->max_accepts_per_batch = (unsigned)lcn_opt_count(L, idx, LISTEN_FN, "max_accepts_per_batch", UINT_MAX);
+  o->backlog = (int)lcn_opt_count(L, idx, LISTEN_FN, "backlog", INT_MAX);
   lua_getfield(L, idx, "reuse_port");
   o->reuseport = lua_toboolean(L, -1);
-  lua_getfield(L, idx, "reader_buffer_size");
-  so->reader_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
-  lua_getfield(L, idx, "writer_buffer_size");
-  so->writer_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
-  lua_getfield(L, idx, "buffer_age_limit");
-  so->buffer_age_limit_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
-  lua_getfield(L, idx, "close_timeout");
-  so->close_timeout_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
-  lua_pop(L, 8);
+  lua_pop(L, 1);
 }
 
 /* core.listen(address | fd, opts, on_connection, arg) -> server | nil, err, code.

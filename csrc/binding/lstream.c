@@ -271,23 +271,81 @@ static int l_adopt_fd(lua_State *L) {
   return 1;
 }
 
-/* Applies reader/writer sizes and limits from an options table at idx. */
+/* The one place where options are read and checked: socket:configure,
+ * tcp.connect (through core.check_stream_options) and tcp.Server.create
+ * (core.listen) all come here. A bad value raises, naming the function the
+ * user called and the option. */
+static int bad_option(lua_State *L, const char *fn, const char *name, const char *what) {
+  return luaL_error(L, "%s: option '%s' must be %s (got %s)", fn, name, what, luaL_tolstring(L, -1, NULL));
+}
+
+lua_Integer lcn_opt_count(lua_State *L, int idx, const char *fn, const char *name, lua_Integer max) {
+  lua_Integer v = 0; /* absent: the core's default */
+  lua_getfield(L, idx, name);
+  if (!lua_isnil(L, -1)) {
+    int ok = lua_type(L, -1) == LUA_TNUMBER;
+    if (ok) v = lua_tointegerx(L, -1, &ok);
+    if (!ok || v < 1 || v > max) bad_option(L, fn, name, "a positive integer");
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Seconds to whole milliseconds, rounded up so that no positive duration
+ * becomes 0 (which the core reads as "default" or "off"); huge values
+ * (math.huge included) saturate far beyond any real run. */
+static uint64_t seconds_to_ms(double s) {
+  const double max_ms = 0x1p52;
+  double ms = s * 1000.0;
+  if (ms >= max_ms) return (uint64_t)max_ms;
+  uint64_t whole = (uint64_t)ms;
+  if ((double)whole < ms) whole++;
+  return whole ? whole : 1;
+}
+
+/* A duration in seconds, >= 0 (or > 0 unless allow_zero); 0 ms when absent. */
+static uint64_t opt_ms(lua_State *L, int idx, const char *fn, const char *name, int allow_zero) {
+  uint64_t ms = 0;
+  lua_getfield(L, idx, name);
+  if (!lua_isnil(L, -1)) {
+    double s = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    if (!(s > 0 || (allow_zero && s == 0))) /* NaN fails both */
+      bad_option(L, fn, name, allow_zero ? "a number of seconds >= 0" : "a number of seconds > 0");
+    ms = seconds_to_ms(s);
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+void lcn_read_stream_opts(lua_State *L, int idx, const char *fn, cn_stream_opts *o) {
+  memset(o, 0, sizeof *o);
+  if (lua_isnoneornil(L, idx)) return;
+  if (!lua_istable(L, idx)) luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, idx));
+  o->reader_buffer_size = (size_t)lcn_opt_count(L, idx, fn, "reader_buffer_size", LUA_MAXINTEGER);
+  o->writer_buffer_size = (size_t)lcn_opt_count(L, idx, fn, "writer_buffer_size", LUA_MAXINTEGER);
+  o->buffer_age_limit_ms = opt_ms(L, idx, fn, "buffer_age_limit", 0);
+  /* 0 s means "do not wait": the shortest bound the core has, 1 ms (its 0 is the 5 s default). */
+  o->close_timeout_ms = opt_ms(L, idx, fn, "close_timeout", 1);
+}
+
+/* socket:configure(opts): applies reader_buffer_size, writer_buffer_size,
+ * buffer_age_limit and close_timeout. Returns the socket. */
 static int l_configure(lua_State *L) {
   cn_stream *s = check_open(L, NULL);
   luaL_checktype(L, 2, LUA_TTABLE);
   cn_stream_opts o;
-  memset(&o, 0, sizeof o);
-  lua_getfield(L, 2, "reader_buffer_size");
-  o.reader_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
-  lua_getfield(L, 2, "writer_buffer_size");
-  o.writer_buffer_size = (size_t)luaL_optinteger(L, -1, 0);
-  lua_getfield(L, 2, "buffer_age_limit");
-  o.buffer_age_limit_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
-  lua_getfield(L, 2, "close_timeout");
-  o.close_timeout_ms = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * 1000.0 + 0.5) : 0;
+  lcn_read_stream_opts(L, 2, "socket:configure", &o);
   cn_stream_configure(s, &o);
   lua_settop(L, 1);
   return 1;
+}
+
+/* core.check_stream_options(opts, fn): raises as configure would, naming fn
+ * (tcp.connect checks its options before connecting). */
+static int l_check_stream_options(lua_State *L) {
+  cn_stream_opts o;
+  lcn_read_stream_opts(L, 1, luaL_checkstring(L, 2), &o);
+  return 0;
 }
 
 int lcn_open_stream(lua_State *L) {
@@ -310,7 +368,8 @@ int lcn_open_stream(lua_State *L) {
                                      {"configure", l_configure},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
-  static const luaL_Reg funcs[] = {{"tcp_socket", l_tcp_socket}, {"adopt_fd", l_adopt_fd}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"tcp_socket", l_tcp_socket}, {"adopt_fd", l_adopt_fd}, {"check_stream_options", l_check_stream_options}, {NULL, NULL}};
   lcn_new_class(L, LCN_C_SOCKET, methods, meta);
   lcn_setfuncs(L, funcs);
   return 0;

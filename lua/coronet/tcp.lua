@@ -78,9 +78,11 @@ M.buffer_options = buffer_options
 -- @return socket, reader, writer; or `nil, err, code`
 function M.connect(where_to, opts)
   opts = opts or {}
+  local buffers = buffer_options(opts)
+  core.check_stream_options(buffers, "tcp.connect") -- before connecting: a bad option leaves nothing open
   local sock, err, code = M.connect_sock(where_to, opts)
   if not sock then return nil, err, code end
-  sock:configure(buffer_options(opts))
+  sock:configure(buffers)
   return sock, sock:reader(), sock:writer()
 end
 

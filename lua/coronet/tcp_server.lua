@@ -4,7 +4,9 @@
 -- `on_handler_error` ("raise" by default, "ignore", or function(address, err)),
 -- `buffer_age_limit` (default 120 s, or "unlimited"), `reader_buffer_size`,
 -- `writer_buffer_size`, `close_timeout`, `reuse_port`, `socket` (a bound
--- listening descriptor to use instead of the address).
+-- listening descriptor to use instead of the address). Counts are positive
+-- integers and durations as in `socket:configure`; a bad value raises an
+-- error naming `tcp.Server.create` and the option.
 -- @module coronet.tcp_server
 local core = require "coronet.core"
 local deferred = require "coronet.deferred"
