@@ -3,11 +3,11 @@
 #include <string.h>
 #include "lbinding.h"
 
+/* The host name, as given, is the box's user value (for messages). */
 typedef struct lcn_connect_box {
   cn_connect *op; /* NULL once taken or aborted */
   cn_addr where;  /* for messages */
   int have_where;
-  char host[256];
   int port;
 } lcn_connect_box;
 
@@ -21,13 +21,18 @@ static void abort_op(lcn_connect_box *box) {
 
 static void abort_for_fiber(lcn_fiber *f) { abort_op(f->abort_data); }
 
-/* "connect to host:port" or the address; for error values. */
+/* "connect to host:port" or the address; for error values. The message
+ * stays on the stack until lcn_fail has copied it: a popped string may be
+ * collected by the first allocation. The box is at index 1. */
 static int fail(lua_State *L, lcn_connect_box *box, int err) {
   if (box->have_where) return lcn_fail(L, err, "connect to", &box->where);
-  const char *what = lua_pushfstring(L, "connect to %s:%d", box->host, box->port);
-  lua_pop(L, 1);
-  int n = lcn_fail(L, err, what, NULL);
-  lua_pushstring(L, box->host);
+  lua_pushliteral(L, "connect to ");
+  lua_getiuservalue(L, 1, 1);
+  lua_pushfstring(L, ":%d", box->port);
+  lua_concat(L, 3); /* lua_concat keeps a NUL byte in the name; "%s" would cut it */
+  int n = lcn_fail(L, err, lua_tostring(L, -1), NULL);
+  lua_remove(L, -n - 1);
+  lua_getiuservalue(L, 1, 1);
   lua_setfield(L, -3, "address");
   return n;
 }
@@ -76,17 +81,18 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
-static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_box *box) {
+/* The host string becomes the box's user value, which keeps it alive while
+ * the core reads it. Its full length goes to the core, which refuses a
+ * name with a NUL byte or over 255 bytes (EAI_NONAME) rather than cut it. */
+static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_box *box, int box_idx) {
   lua_getfield(L, idx, "host");
   lua_getfield(L, idx, "port");
   lua_getfield(L, idx, "address");
   if (lua_isstring(L, -3)) {
-    size_t len;
-    const char *host = lua_tolstring(L, -3, &len);
-    luaL_argcheck(L, len < sizeof box->host, idx, "host name too long");
-    memcpy(box->host, host, len + 1);
-    o->host = box->host;
+    o->host = lua_tolstring(L, -3, &o->host_len);
     o->port = box->port = (int)luaL_checkinteger(L, -2);
+    lua_pushvalue(L, -3);
+    lua_setiuservalue(L, box_idx, 1);
   } else {
     lcn_check_address(L, -1, &box->where);
     box->have_where = 1;
@@ -101,12 +107,12 @@ static int l_connect(lua_State *L) {
   lua_settop(L, 1);
   lcn_ctx *ctx = lcn_ctx_get(L);
   lcn_fiber *f = lcn_fiber_current(L);
-  lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 1);
   memset(box, 0, sizeof *box);
   luaL_setmetatable(L, LCN_CONNECT);
   cn_connect_opts o;
   memset(&o, 0, sizeof o);
-  read_target(L, 1, &o, box);
+  read_target(L, 1, &o, box, 2);
   lua_getfield(L, 1, "timeout");
   double t = lcn_opt_seconds(L, -1, -1);
   /* 0 means "no deadline" to the core, so any timeout, however small, is at least 1 ms. */

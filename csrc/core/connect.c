@@ -152,6 +152,20 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   try_next(op);
 }
 
+/* DNS names are at most 255 bytes (RFC 1035). A longer name, or one with a
+ * NUL byte, is refused as unresolvable rather than cut: cutting at the NUL
+ * would connect "127.0.0.1\0.evil.example" to 127.0.0.1 while the caller
+ * checked the whole name. */
+#define CN_MAX_HOST_LEN 255
+
+static int copy_host(char *buf, const cn_connect_opts *o) {
+  size_t len = o->host_len ? o->host_len : strlen(o->host);
+  if (len > CN_MAX_HOST_LEN || memchr(o->host, '\0', len)) return UV_EAI_NONAME;
+  memcpy(buf, o->host, len);
+  buf[len] = '\0';
+  return 0;
+}
+
 /* A literal address needs no lookup. */
 static int resolve(cn_connect *op, const cn_connect_opts *o) {
   if (!o->host) {
@@ -159,7 +173,10 @@ static int resolve(cn_connect *op, const cn_connect_opts *o) {
     op->have_target = op->target_given = 1;
     return 0;
   }
-  if (cn_addr_ip(&op->target, o->host, o->port) == 0) {
+  char host[CN_MAX_HOST_LEN + 1];
+  int rc = copy_host(host, o);
+  if (rc < 0) return rc;
+  if (cn_addr_ip(&op->target, host, o->port) == 0) {
     op->have_target = op->target_given = 1;
     return 0;
   }
@@ -170,7 +187,7 @@ static int resolve(cn_connect *op, const cn_connect_opts *o) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(cn_loop_uv(op->loop), &op->gai, on_resolved, o->host, port, &hints);
+  rc = uv_getaddrinfo(cn_loop_uv(op->loop), &op->gai, on_resolved, host, port, &hints);
   if (rc == 0) op->resolving = 1;
   return rc;
 }

@@ -265,6 +265,8 @@ typedef struct cn_connect cn_connect;
 
 typedef struct cn_connect_opts {
   const char *host;       /* DNS name or literal (with port); or NULL */
+  size_t host_len;        /* its length; 0 = strlen(host). A name with a NUL byte
+                           * or over 255 bytes fails with UV_EAI_NONAME, at once */
   int port;
   const cn_addr *addr;    /* an explicit address (ip or unix); used when host is NULL */
   uint64_t timeout_ms;    /* one deadline for DNS and every attempt; 0 = none */
