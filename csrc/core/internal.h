@@ -36,6 +36,9 @@ char *cn__loop_scratch(cn_loop *loop, size_t *size);
 /* Waiter lists. Delivering "now" is for libuv callbacks; "later" is for
  * calls made by the waiter's owner (Rule 3: never inside the starting call). */
 void cn__waiter_attach(cn_list *head, cn_waiter *w, cn_loop *loop, size_t want);
+/* After attach: cn_waiter_cancel calls fn(owner) once w has left the list
+ * (not when w is fired). fn may not free anything the canceller still uses. */
+void cn__waiter_on_cancel(cn_waiter *w, void (*fn)(void *owner), void *owner);
 void cn__waiter_fire(cn_waiter *w, int status);
 void cn__waiter_fire_later(cn_waiter *w, int status);
 void cn__waiters_fire_all(cn_list *head, int status, int later);

@@ -264,12 +264,14 @@ void cn__stream_maybe_finish(cn_stream *s) {
 
 static void on_handle_closed(uv_handle_t *handle) {
   cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
+  /* The guard comes first: the waiters released below and the server's hook
+   * may run user code (a fiber resumed at once) that drops the last reference. */
+  s->refs++;
   s->state = CN_STREAM_CLOSED;
+  cn__object_remove(s->loop, &s->obj);
   cn__reader_release(s);
   cn__writer_release(s);
-  cn__object_remove(s->loop, &s->obj);
   if (s->on_closed) s->on_closed(s, s->on_closed_data);
-  s->refs++; /* the waiters' callbacks may drop the last reference */
   cn__waiters_fire_all(&s->close_waiters, 0, 0);
   cn_stream_unref(s);
 }

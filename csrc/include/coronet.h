@@ -104,6 +104,8 @@ struct cn_waiter {
   int status_;              /* for a deferred delivery */
   cn_task task_;            /* for a deferred delivery */
   cn_loop *loop_;
+  void (*on_cancel_)(void *owner); /* the object waited on, told when its waiter leaves */
+  void *owner_;
   void *data;
 };
 
@@ -149,7 +151,9 @@ void cn_ignore_sigpipe(void);
 /* ---------------------------------------------------------------- waiter */
 
 void cn_waiter_init(cn_waiter *w, cn_wait_cb cb, void *data);
-/* Detach w from whatever it waits on: its callback will not run. Safe if idle. */
+/* Detach w from whatever it waits on: its callback will not run. Safe if idle.
+ * The object waited on hears of it at once (a reader re-evaluates reading, a
+ * signal watcher with no waiter left closes). */
 void cn_waiter_cancel(cn_waiter *w);
 int cn_waiter_pending(const cn_waiter *w);
 
@@ -169,7 +173,8 @@ void cn_timer_close(cn_timer *t);
 
 /* Waits for one delivery of signal `signum`: w->cb(w, signum) runs from the
  * loop, or w->cb(w, CN_ECLOSED) if the loop closes first. The watcher then
- * frees itself. While it waits it keeps the loop alive. */
+ * frees itself. While it waits it keeps the loop alive; cancelling the
+ * waiter (cn_waiter_cancel) closes the watcher. */
 int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w);
 /* The number of a signal name ("SIGTERM", "TERM", "INT"...), or 0. */
 int cn_signal_number(const char *name);
