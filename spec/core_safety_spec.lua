@@ -60,3 +60,66 @@ describe("signal watchers", function()
     end)
   end)
 end)
+
+describe("a reader whose waiter goes away", function()
+  -- 110,000 bytes that tell their own offsets apart
+  local function pattern(n)
+    local parts = {}
+    for i = 0, n // 10 - 1 do parts[#parts + 1] = ("%09d\n"):format(i) end
+    return table.concat(parts)
+  end
+
+  it("keeps working after really_read(n) above the cap timed out with the buffer past the cap", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local payload = pattern(110000)
+      local sock, r = helper.pair(function(_, w)
+        assert(w:write(payload:sub(1, 70000))) -- past the cap, short of the wait
+        go.deferred:wait()
+        assert(w:write(payload:sub(70001)))
+        assert(w:flushed():wait(helper.t(5)))
+      end, { reader_buffer_size = 64 * 1024 })
+      local data, _, code = r:really_read(100000, { timeout = helper.t(0.2) })
+      assert.is_nil(data)
+      assert.are.equal("timeout", code)
+      go:fill()
+      coronet.sleep(helper.t(0.1)) -- the bytes arrive while nobody waits
+      assert.are.equal(payload:sub(1, 100000), r:really_read(100000, { timeout = helper.t(5) }))
+      assert.are.equal(payload:sub(100001), r:really_read(10000, { timeout = helper.t(5) }))
+      sock:close()
+    end)
+  end)
+end)
+
+describe("the loop's read scratch", function()
+  it("is not overwritten when a fiber resumed by one connection's read closes another with unread input", function()
+    helper.run(function()
+      local a_go, b_sent = coronet.ivar(), coronet.ivar()
+      local _, port = helper.server(function(_, r, w)
+        local who = r:read_line()
+        if who == "A" then
+          a_go.deferred:wait()
+          assert(w:write("A1\nA2\n"))
+        else
+          for i = 1, 200 do assert(w:write(("-DATA %04d\n"):format(i))) end
+          assert(w:flushed():wait(helper.t(2)))
+          b_sent:fill()
+        end
+        r:contents()
+      end)
+      local sock_b, _, w_b = helper.connect(port, { reader_buffer_size = 16 })
+      assert(w_b:write("B\n"))
+      w_b:close()
+      local sock_a, r_a, w_a = helper.connect(port)
+      assert(w_a:write("A\n"))
+      helper.await(b_sent.deferred)
+      coronet.sleep(helper.t(0.02)) -- B's bytes are in its kernel buffer, unread
+      coronet.spawn(function() coronet.sleep(0.01) a_go:fill() end)
+      assert.are.equal("A1", r_a:read_line()) -- resumed inside A's read callback
+      sock_b:close()
+      assert.are.equal("A2", r_a:read_line())
+      sock_a:close()
+      assert.is_true(sock_b:close_finished(helper.t(2)))
+    end)
+  end)
+end)

@@ -18,7 +18,8 @@ struct cn_loop {
   size_t ntasks;
   cn_list objects;
   size_t live;
-  char *scratch;
+  char *scratch;        /* see the lending rule in internal.h */
+  int scratch_lent;
   cn_log_fn log_fn;
   void *log_data;
   uint64_t log_window_ms;
@@ -167,10 +168,22 @@ void cn_loop_close_all(cn_loop *loop, int abort) {
   }
 }
 
-char *cn__loop_scratch(cn_loop *loop, size_t *size) {
+char *cn__loop_scratch_lend(cn_loop *loop, size_t *size) {
+  CN_ASSERT(!loop->scratch_lent);
+  *size = 0;
+  if (loop->scratch_lent) return NULL;
   if (!loop->scratch) loop->scratch = malloc(CN_SCRATCH_SIZE);
-  *size = loop->scratch ? CN_SCRATCH_SIZE : 0;
+  if (!loop->scratch) return NULL;
+  loop->scratch_lent = 1;
+  *size = CN_SCRATCH_SIZE;
   return loop->scratch;
+}
+
+int cn__loop_scratch_owns(const cn_loop *loop, const char *p) { return p && p == loop->scratch; }
+
+void cn__loop_scratch_return(cn_loop *loop) {
+  CN_ASSERT(loop->scratch_lent);
+  loop->scratch_lent = 0;
 }
 
 static void close_walk(uv_handle_t *handle, void *arg) {
@@ -186,7 +199,7 @@ static void handle_closed(uv_handle_t *handle) {
 }
 
 void cn_loop_free(cn_loop *loop) {
-  CN_ASSERT(loop->live == 0 && loop->head == NULL);
+  CN_ASSERT(loop->live == 0 && loop->head == NULL && !loop->scratch_lent);
   free(loop->scratch);
   loop->scratch = NULL;
   free_spares(loop);

@@ -81,14 +81,17 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
   out->base = NULL;
   out->len = 0;
   if (len == 0 && target <= CN_SCRATCH_SIZE) {
-    out->base = cn__loop_scratch(s->loop, &room);
+    out->base = cn__loop_scratch_lend(s->loop, &room); /* returned at the end of on_read */
     out->len = CN_MIN(room, target);
-    return;
+    if (out->base) return;
   }
-  if (len >= target) return;
+  if (len >= target) return; /* full: on_read stops reading (a safety net; updates stop it first) */
   cn__loop_buf_acquire(s->loop, &r->buf);
   size_t want = CN_MIN(target - len, (size_t)CN_SCRATCH_SIZE);
-  if (cn_buf_reserve(&r->buf, want) < 0) return; /* libuv reports UV_ENOBUFS */
+  if (cn_buf_reserve(&r->buf, want) < 0) {
+    r->out_of_memory = 1; /* libuv reports UV_ENOBUFS, which then ends the reader */
+    return;
+  }
   out->base = cn_buf_tail(&r->buf, &room);
   out->len = CN_MIN(room, target - len);
 }
@@ -112,15 +115,18 @@ static void keep_leftovers(cn_stream *s) {
   if (cn_buf_append(&r->buf, p, n) < 0) cn_stream_abort(s, UV_ENOMEM);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
+/* Handles one read; the scratch, if lent for it, is still out. */
+static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int lent) {
   cn_reader *r = &s->r;
   if (nread == 0) return; /* EAGAIN */
-  cn_stream_ref(s);       /* the woken fiber may drop its references */
+  if (nread == UV_ENOBUFS && !r->out_of_memory) { /* no room, which is no error */
+    cn__reader_update(s);
+    return;
+  }
+  cn_stream_ref(s); /* the woken fiber may drop its references */
   if (nread > 0) {
     s->bytes_in += (uint64_t)nread;
-    size_t scratch_size;
-    if (buf->base == cn__loop_scratch(s->loop, &scratch_size)) {
+    if (lent) {
       r->view = buf->base;
       r->view_len = (size_t)nread;
     } else {
@@ -128,6 +134,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
     notify(s);
     keep_leftovers(s);
+    CN_ASSERT(r->view_len == 0); /* nothing points into the scratch past the span */
   } else {
     r->status = (int)nread;
     notify(s);
@@ -136,9 +143,24 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   cn_stream_unref(s);
 }
 
+/* The lending span of the scratch ends here, whatever the fiber woken in
+ * handle_read did (the loop outlives every stream). */
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
+  cn_loop *loop = s->loop;
+  int lent = cn__loop_scratch_owns(loop, buf->base);
+  handle_read(s, nread, buf, lent);
+  if (lent) cn__loop_scratch_return(loop);
+}
+
+/* A waiter that leaves (timeout, cancel, interrupt) may have been what kept
+ * reading on past the cap: the reader decides again without it. */
+static void on_waiter_cancelled(void *owner) { cn__reader_update(owner); }
+
 int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want) {
   if (!cn_list_empty(&s->r.waiters)) return CN_EBUSY;
   cn__waiter_attach(&s->r.waiters, w, s->loop, want);
+  cn__waiter_on_cancel(w, on_waiter_cancelled, s);
   int status = cn_reader_status(s);
   if (status || cn_reader_buffered(s) >= want)
     cn__waiter_fire_later(w, status);

@@ -210,14 +210,18 @@ void cn_stream_close_wait(cn_stream *s, cn_waiter *w) {
  * still meet a reset; nothing waits for a peer that sent nothing.) */
 #define CN_DISCARD_READS 16
 
-/* Reads and drops what is queued now; returns 1 if there was anything. */
+#define CN_DISCARD_CHUNK 4096u
+
+/* Reads and drops what is queued now; returns 1 if there was anything. This
+ * may run inside another reader's lending span (a fiber resumed by its read
+ * callback closes this stream), so it reads into its own stack, never the
+ * loop's scratch; the linger reads the rest. */
 static int discard_unread(cn_stream *s) {
   int fd = cn_stream_fileno(s), found = 0;
   if (!s->connected || s->r.status != 0 || fd < 0) return 0;
-  size_t size;
-  char *scratch = cn__loop_scratch(s->loop, &size);
-  for (int i = 0; i < CN_DISCARD_READS && scratch; i++) {
-    ssize_t n = read(fd, scratch, size);
+  char sink[CN_DISCARD_CHUNK];
+  for (int i = 0; i < CN_DISCARD_READS; i++) {
+    ssize_t n = read(fd, sink, sizeof sink);
     if (n <= 0) break;
     s->bytes_in += (uint64_t)n;
     found = 1;
@@ -225,17 +229,19 @@ static int discard_unread(cn_stream *s) {
   return found;
 }
 
+/* The lingering stream borrows the scratch like a reader (libuv calls these
+ * two back to back) and drops what it reads. */
 static void linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
   cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
   size_t size;
   (void)suggested;
-  out->base = cn__loop_scratch(s->loop, &size);
+  out->base = cn__loop_scratch_lend(s->loop, &size);
   out->len = size;
 }
 
 static void linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
-  (void)buf;
+  if (cn__loop_scratch_owns(s->loop, buf->base)) cn__loop_scratch_return(s->loop);
   if (nread > 0) s->bytes_in += (uint64_t)nread;
   if (nread < 0) cn__stream_close_handle(s, CN_ECLOSED);
 }

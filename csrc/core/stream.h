@@ -13,6 +13,7 @@ typedef struct cn_reader {
   size_t cap;           /* reader_buffer_size */
   int status;           /* 0, then UV_EOF or an error once the peer is done */
   int reading;          /* uv_read_start is active */
+  int out_of_memory;    /* on_alloc could not grow the buffer */
   int closed;
   cn_list waiters;      /* at most one */
 } cn_reader;
