@@ -62,3 +62,67 @@ describe("connect error values under garbage-collection stress", function()
     end)
   end)
 end)
+
+-- The names with several addresses, the first of another family or never
+-- answering, are made by a fake resolver in spec/c/test_connect.c; these
+-- specs hold the same promises through the Lua API with what loopback gives.
+describe("a socket given by the caller", function()
+  it("an inet socket connects to localhost, at the first address of its family", function()
+    helper.run(function()
+      local server = assert(tcp.Server.create(tcp.Where_to_listen.of_address(coronet.address("127.0.0.1", 0)),
+        function(_, r, w) w:write("hi\n") r:contents() end))
+      local sock = tcp.socket("inet")
+      local same, r = tcp.connect(tcp.Where_to_connect.of_host_and_port("localhost", server:listening_on()),
+        { socket = sock })
+      assert.are.equal(sock, same, r)
+      assert.are.equal("hi", r:read_line { timeout = helper.t(2) })
+      sock:close()
+      assert.is_true(sock:close_finished(helper.t(2)))
+      helper.await(server:close())
+    end)
+  end)
+
+  it("a refused attempt closes the socket and leaves no descriptor", function()
+    helper.run(function()
+      local port = helper.closed_port()
+      local fds = helper.open_fds()
+      local sock = tcp.socket("inet")
+      local same, err, code = tcp.connect(helper.to(port), { socket = sock })
+      assert.is_nil(same)
+      assert.are.equal("ECONNREFUSED", code, tostring(err))
+      assert.is_true(sock:close_finished(helper.t(2)))
+      assert.are.equal(fds, helper.open_fds())
+    end)
+  end)
+end)
+
+describe("attempt_timeout", function()
+  -- A listener that holds one connection at max_connections=1 and has a
+  -- kernel queue of backlog 1 (two more): a further SYN is dropped, so a
+  -- connect to it neither succeeds nor fails until a timeout ends it.
+  local function black_hole()
+    local hold = coronet.ivar()
+    local server, port = helper.server(function() hold.deferred:wait() end,
+      { max_connections = 1, backlog = 1 })
+    local fillers = {}
+    for i = 1, 3 do fillers[i] = assert(core.connect { host = "127.0.0.1", port = port, timeout = 2 }) end
+    return port, function()
+      for _, s in ipairs(fillers) do s:close() end
+      hold:fill()
+      server:close { close_existing_connections = true }:wait(helper.t(2))
+    end
+  end
+
+  it("bounds an attempt at an address that never answers, within a longer overall timeout", function()
+    helper.run(function()
+      local port, release = black_hole()
+      local started = coronet.now()
+      local sock, err, code = tcp.connect(helper.to(port), { timeout = helper.t(5), attempt_timeout = 0.1 })
+      local took = coronet.now() - started
+      assert.is_nil(sock)
+      assert.are.equal("timeout", code, tostring(err))
+      assert.is_true(took >= 0.09 and took < helper.t(2), took)
+      release()
+    end)
+  end)
+end)

@@ -275,12 +275,17 @@ typedef struct cn_connect_opts {
   int port;
   const cn_addr *addr;    /* an explicit address (ip or unix); used when host is NULL */
   uint64_t timeout_ms;    /* one deadline for DNS and every attempt; 0 = none */
+  uint64_t attempt_timeout_ms; /* bound on each address's attempt; 0 = an equal share of
+                                * what is left of timeout_ms among the addresses left */
   cn_stream *socket;      /* optional unconnected tcp stream to connect (a reference is taken) */
 } cn_connect_opts;
 
 /* Start connecting: DNS on libuv's threadpool, then every address in
- * getaddrinfo order. w->cb runs once with 0 (then call cn_connect_take) or an
- * error: CN_ETIMEOUT, CN_ENOADDR, ECONNREFUSED, EAI_* ... */
+ * getaddrinfo order, the next one when an attempt fails or takes longer than
+ * its bound. w->cb runs once with 0 (then call cn_connect_take) or an error:
+ * CN_ETIMEOUT, CN_ENOADDR, ECONNREFUSED, EAI_* ... (the last attempt's error).
+ * With `socket`, only addresses of the socket's family are considered and
+ * the socket gets exactly one attempt; if it fails, the socket is closed. */
 int cn_connect_start(cn_loop *loop, const cn_connect_opts *opts, cn_waiter *w, cn_connect **out);
 /* After the callback: the connected stream (a reference passes to the caller) and frees op. */
 int cn_connect_take(cn_connect *op, cn_stream **out);
