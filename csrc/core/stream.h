@@ -33,6 +33,8 @@ typedef struct cn_writer {
   cn_list waiters;      /* at most one */
   cn_timer *timer;      /* buffer age limit, or close timeout once closing */
   size_t hwm;
+  size_t max_chunk;     /* most bytes handed to one system call (uv_buf_t lengths are unsigned) */
+  size_t in_flight_len; /* bytes of `flushing` in the uv_write in flight */
   uint64_t age_limit_ms, close_timeout_ms;
   uint64_t pending_since, flushing_since;
   int status;           /* sticky error */
