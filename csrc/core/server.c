@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include "stream.h"
@@ -35,6 +36,8 @@ struct cn_server {
   cn_timer *backoff;
   unsigned backoff_ms;
   int polling, drop, closing, close_existing, listener_closed, finished, unlink_path, in_live_set;
+  dev_t file_dev; /* the unix socket file this server bound, to remove only that one */
+  ino_t file_ino;
 };
 
 static void on_readable(uv_poll_t *handle, int status, int events);
@@ -212,6 +215,25 @@ static int bind_socket(const cn_addr *addr, const cn_server_opts *opts, int *out
   return 0;
 }
 
+static const char *unix_path(const cn_server *srv) { return ((const struct sockaddr_un *)&srv->addr.ss)->sun_path; }
+
+/* Remembers which file bind made: the path may later name another file (the
+ * file removed and a newer server bound there), which close must leave alone. */
+static void remember_file(cn_server *srv, const cn_addr *addr) {
+  struct stat st;
+  srv->addr = *addr;
+  if (stat(unix_path(srv), &st) < 0) return; /* nothing to remove at close */
+  srv->file_dev = st.st_dev;
+  srv->file_ino = st.st_ino;
+  srv->unlink_path = 1;
+}
+
+static void remove_file(const cn_server *srv) {
+  struct stat st;
+  if (!srv->unlink_path || lstat(unix_path(srv), &st) < 0) return;
+  if (st.st_dev == srv->file_dev && st.st_ino == srv->file_ino) unlink(unix_path(srv));
+}
+
 int cn_server_listen(cn_loop *loop, const cn_addr *addr, const cn_server_opts *opts, cn_server_conn_fn on_conn,
                      void *data, cn_server **out) {
   int fd = -1;
@@ -223,10 +245,7 @@ int cn_server_listen(cn_loop *loop, const cn_addr *addr, const cn_server_opts *o
     if (cn_addr_family(addr) == AF_UNIX) unlink(((const struct sockaddr_un *)&addr->ss)->sun_path);
     return rc;
   }
-  if (cn_addr_family(addr) == AF_UNIX) {
-    (*out)->addr = *addr;
-    (*out)->unlink_path = 1;
-  }
+  if (cn_addr_family(addr) == AF_UNIX) remember_file(*out, addr);
   return 0;
 }
 
@@ -264,7 +283,7 @@ void cn_server_unref(cn_server *srv) {
 static void on_listener_closed(uv_handle_t *handle) {
   cn_server *srv = CN_CONTAINER_OF(handle, cn_server, poll);
   close(srv->fd);
-  if (srv->unlink_path) unlink(((const struct sockaddr_un *)&srv->addr.ss)->sun_path);
+  remove_file(srv);
   srv->listener_closed = 1;
   check_finished(srv);
   cn_server_unref(srv); /* the reference cn_server_close took */
