@@ -214,6 +214,9 @@ int cn_writer_write(cn_stream *s, const char *p, size_t n) {
   int status = cn_writer_status(s);
   if (status) return status;
   if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
+  /* Refused rather than kept: bytes queued before connect would have no
+   * flush to send them, and a caller could not tell them from sent ones. */
+  if (!s->connected) return UV_ENOTCONN;
   if (n == 0) return 0;
   int idle = !w->in_flight && cn_buf_len(&w->pending) == 0;
   if (idle && n >= CN_DIRECT_WRITE_MIN && s->connected) {

@@ -249,7 +249,8 @@ int cn_reader_is_closed(const cn_stream *s);
 
 /* Queue n bytes. Never waits: small writes in one loop turn are coalesced into
  * one system call before the loop next blocks. Fails with the writer's sticky
- * error (CN_ECLOSED after close, CN_ESTALLED, EPIPE...). */
+ * error (CN_ECLOSED after close, CN_ESTALLED, EPIPE...), or UV_ENOTCONN on a
+ * socket not yet connected; a failed write queues nothing. */
 int cn_writer_write(cn_stream *s, const char *p, size_t n);
 /* Bytes accepted but not yet taken by the kernel. */
 size_t cn_writer_pending(const cn_stream *s);
