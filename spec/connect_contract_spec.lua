@@ -1,6 +1,6 @@
--- spec/connect_contract_spec.lua: what core.connect and tcp.connect promise at
--- the edges: odd host names, sockets given by the caller, writes before
--- connect, per-attempt timeouts.
+-- spec/connect_contract_spec.lua: what connections promise at the edges: odd
+-- host names, sockets given by the caller, per-attempt timeouts, writes
+-- before connect, and what a peer sees when a connection is aborted.
 local helper = require "helper"
 local coronet = require "coronet"
 local core = require "coronet.core"
@@ -145,6 +145,81 @@ describe("writing before connect", function()
       assert.are.equal("late\n", (received:peek()))
       sock:close()
       assert.is_true(sock:close_finished(helper.t(2)))
+      helper.await(server:close())
+    end)
+  end)
+end)
+
+describe("abort", function()
+  -- A server that writes `size` bytes to each client, then aborts it once
+  -- `go` is filled (while most of the bytes are still queued).
+  local function cutting_server(size, go, how)
+    return helper.server(function(_, r, w)
+      assert(w:write(string.rep("x", size))) -- returns at once: the mark is above size
+      go.deferred:wait()
+      how(w:socket())
+      r:contents()
+    end, { writer_buffer_size = 2 * size })
+  end
+
+  -- Reads until the end; returns the bytes read and the end code.
+  local function read_to_end(r)
+    local total = 0
+    while true do
+      local data, _, code = r:read(nil, { timeout = helper.t(5) })
+      if not data then return total, code end
+      total = total + #data
+    end
+  end
+
+  it("sends a reset: a peer reading 4 MiB being cut sees ECONNRESET, not a clean end", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local size = 4 * 1024 * 1024
+      local server, port = cutting_server(size, go, function(sock) sock:abort() end)
+      local sock, r = helper.connect(port)
+      assert.is_string(r:read(nil, { timeout = helper.t(2) })) -- the first bytes are there
+      go:fill()
+      coronet.sleep(helper.t(0.05))
+      local total, code = read_to_end(r)
+      assert.is_true(total < size, total)
+      assert.are.equal("ECONNRESET", code)
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("a connection closed for a stalled writer resets too", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local size = 4 * 1024 * 1024
+      local _, port = helper.server(function(_, r, w)
+        w:socket():configure { buffer_age_limit = 0.05 }
+        w:write(string.rep("x", size))
+        go:fill()
+        r:contents()
+      end)
+      local sock, r = helper.connect(port, { reader_buffer_size = 16 })
+      helper.await(go.deferred)
+      coronet.sleep(helper.t(0.3)) -- nothing read: the server's writer stalls and closes
+      local total, code = read_to_end(r)
+      assert.is_true(total < size, total)
+      assert.are.equal("ECONNRESET", code)
+      sock:close()
+    end)
+  end)
+
+  it("a graceful close still ends with a clean end of stream", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local size = 256 * 1024
+      local server, port = cutting_server(size, go, function(sock) sock:close() end)
+      local sock, r = helper.connect(port)
+      go:fill()
+      local total, code = read_to_end(r)
+      assert.are.equal(size, total)
+      assert.are.equal("closed", code)
+      sock:close()
       helper.await(server:close())
     end)
   end)

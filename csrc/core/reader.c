@@ -4,6 +4,7 @@
  * runs while there is room below the cap, or a waiter wants more, and stops
  * otherwise (back-pressure). */
 #include <string.h>
+#include <sys/socket.h>
 #include "stream.h"
 
 void cn__reader_init(cn_stream *s) {
@@ -115,6 +116,18 @@ static void keep_leftovers(cn_stream *s) {
   if (cn_buf_append(&r->buf, p, n) < 0) cn_stream_abort(s, UV_ENOMEM);
 }
 
+/* How the input ended. libuv reports UV_EOF without reading again when the
+ * poll says the peer hung up right after a short read, and a reset (an
+ * aborted peer) then looks like a clean end. The socket's pending error,
+ * left unread by that shortcut, tells the two apart. */
+static int end_status(cn_stream *s, ssize_t nread) {
+  int fd = cn_stream_fileno(s), err = 0;
+  socklen_t len = sizeof err;
+  if (nread != UV_EOF || fd < 0) return (int)nread;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) return uv_translate_sys_error(err);
+  return UV_EOF;
+}
+
 /* Handles one read; the scratch, if lent for it, is still out. */
 static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int lent) {
   cn_reader *r = &s->r;
@@ -136,7 +149,7 @@ static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int le
     keep_leftovers(s);
     CN_ASSERT(r->view_len == 0); /* nothing points into the scratch past the span */
   } else {
-    r->status = (int)nread;
+    r->status = end_status(s, nread);
     notify(s);
   }
   cn__reader_update(s);

@@ -292,7 +292,7 @@ static void on_listener_closed(uv_handle_t *handle) {
 static void abort_connections(cn_server *srv) {
   cn_list *link;
   for (link = srv->conns.next; link != &srv->conns; link = link->next)
-    cn_stream_abort(CN_CONTAINER_OF(link, cn_stream, server_link), CN_ECLOSED);
+    cn__stream_cut(CN_CONTAINER_OF(link, cn_stream, server_link), CN_ECLOSED);
 }
 
 void cn_server_close(cn_server *srv, int close_existing) {

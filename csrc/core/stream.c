@@ -187,8 +187,31 @@ void cn_stream_close(cn_stream *s) {
   cn_writer_close(s);
 }
 
+/* An abort cuts whatever was still queued, so a connected TCP stream sends
+ * a reset (SO_LINGER 0, as uv_tcp_close_reset does; that call refuses while
+ * a shutdown is pending, setsockopt does not): the peer then reads
+ * ECONNRESET, not a clean end it would take for the whole message. Every
+ * abort does this, the writer's own ones included (a stalled writer, a
+ * final flush out of time): each cuts data. */
+static void arm_reset(cn_stream *s) {
+  struct linger now = {1, 0};
+  int fd = cn_stream_fileno(s);
+  if (s->is_unix || !s->connected || fd < 0) return;
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+}
+
 void cn_stream_abort(cn_stream *s, int status) {
   if (s->state != CN_STREAM_OPEN) return;
+  arm_reset(s);
+  cn__stream_close_handle(s, status);
+}
+
+/* A close the program did not ask of this stream (its server closing every
+ * connection) resets only if it drops bytes: the peer of an idle connection
+ * sees a clean end. */
+void cn__stream_cut(cn_stream *s, int status) {
+  if (s->state != CN_STREAM_OPEN) return;
+  if (cn_writer_pending(s) > 0) arm_reset(s);
   cn__stream_close_handle(s, status);
 }
 

@@ -72,6 +72,8 @@ int cn__stream_new(cn_loop *loop, int is_unix, cn_stream **out);
 void cn__stream_connected(cn_stream *s);
 /* Closes the fd if both halves are done. */
 void cn__stream_maybe_finish(cn_stream *s);
+/* Closes at once like cn_stream_abort, but resets only if unflushed bytes are dropped. */
+void cn__stream_cut(cn_stream *s, int status);
 /* Start uv_close now; waiters get `status`. */
 void cn__stream_close_handle(cn_stream *s, int status);
 

@@ -218,7 +218,10 @@ int cn_stream_get_option(const cn_stream *s, cn_sockopt opt, int *on);
 int cn_stream_shutdown(cn_stream *s, int how /* SHUT_RD, SHUT_WR, SHUT_RDWR */);
 /* Graceful close: reader closes, writer flushes (bounded), shuts down, then the fd closes. Idempotent. */
 void cn_stream_close(cn_stream *s);
-/* Immediate close with `status` delivered to every waiter (CN_ECLOSED, CN_ESTALLED...). Idempotent. */
+/* Immediate close with `status` delivered to every waiter (CN_ECLOSED, CN_ESTALLED...).
+ * Unflushed bytes are dropped, and a connected TCP stream sends a reset so
+ * that the peer can tell (the writer's stall and close-timeout closes are
+ * aborts too). Idempotent. */
 void cn_stream_abort(cn_stream *s, int status);
 int cn_stream_is_closing(const cn_stream *s);
 int cn_stream_is_closed(const cn_stream *s); /* the fd is closed */
@@ -325,7 +328,9 @@ int cn_server_listen_fd(cn_loop *loop, int fd, const cn_server_opts *opts,
 void cn_server_ref(cn_server *srv);
 void cn_server_unref(cn_server *srv);
 /* Stop accepting and close the listener; no on_conn call after this returns.
- * close_existing aborts every live connection too. Idempotent; a later call may add close_existing. */
+ * close_existing closes every live connection at once too (waiters get
+ * CN_ECLOSED; one with unflushed bytes is reset, as by cn_stream_abort).
+ * Idempotent; a later call may add close_existing. */
 void cn_server_close(cn_server *srv, int close_existing);
 /* w->cb(0) once the listener is closed and, if close_existing was asked, every connection too. */
 void cn_server_close_wait(cn_server *srv, cn_waiter *w);
