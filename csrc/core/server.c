@@ -55,13 +55,23 @@ static int may_accept(const cn_server *srv) {
   return !srv->closing && !(srv->backoff_ms && srv->backoff) && srv->stats.connections < srv->opts.max_connections;
 }
 
+/* What the latest close asked for is done: the listener is closed and, if
+ * close_existing was asked (then or later), every connection too. */
+static int close_done(const cn_server *srv) {
+  return srv->listener_closed && (!srv->close_existing || srv->stats.connections == 0);
+}
+
+/* Close waiters hear once close_done holds. `finished` (out of the live
+ * set) is set the first time; a later close(srv, 1) makes new waiters wait
+ * for the connections again. */
 static void check_finished(cn_server *srv) {
-  if (srv->finished || !srv->listener_closed) return;
-  if (srv->close_existing && srv->stats.connections > 0) return;
-  srv->finished = 1;
-  cn__object_remove(srv->loop, &srv->obj);
-  srv->in_live_set = 0;
-  srv->refs++;
+  if (!close_done(srv)) return;
+  srv->refs++; /* the guard comes first: a woken waiter may release the server */
+  if (!srv->finished) {
+    srv->finished = 1;
+    cn__object_remove(srv->loop, &srv->obj);
+    srv->in_live_set = 0;
+  }
   cn__waiters_fire_all(&srv->close_waiters, 0, 0);
   cn_server_unref(srv);
 }
@@ -313,11 +323,11 @@ void cn_server_close(cn_server *srv, int close_existing) {
 
 void cn_server_close_wait(cn_server *srv, cn_waiter *w) {
   cn__waiter_attach(&srv->close_waiters, w, srv->loop, 0);
-  if (srv->finished) cn__waiter_fire_later(w, 0);
+  if (close_done(srv)) cn__waiter_fire_later(w, 0);
 }
 
 int cn_server_is_closed(const cn_server *srv) { return srv->closing; }
-int cn_server_is_close_finished(const cn_server *srv) { return srv->finished; }
+int cn_server_is_close_finished(const cn_server *srv) { return close_done(srv); }
 void cn_server_set_drop(cn_server *srv, int drop) { srv->drop = drop; }
 unsigned cn_server_num_connections(const cn_server *srv) { return srv->stats.connections; }
 int cn_server_fileno(const cn_server *srv) { return srv->listener_closed ? CN_ECLOSED : srv->fd; }

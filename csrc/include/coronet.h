@@ -332,9 +332,12 @@ void cn_server_unref(cn_server *srv);
  * CN_ECLOSED; one with unflushed bytes is reset, as by cn_stream_abort).
  * Idempotent; a later call may add close_existing. */
 void cn_server_close(cn_server *srv, int close_existing);
-/* w->cb(0) once the listener is closed and, if close_existing was asked, every connection too. */
+/* w->cb(0) once what the latest cn_server_close asked for is done: the
+ * listener is closed and, if close_existing was asked (by that call or an
+ * earlier one), every connection too. */
 void cn_server_close_wait(cn_server *srv, cn_waiter *w);
 int cn_server_is_closed(const cn_server *srv);
+/* What the latest cn_server_close asked for is done (as for cn_server_close_wait). */
 int cn_server_is_close_finished(const cn_server *srv);
 void cn_server_set_drop(cn_server *srv, int drop);
 void cn_server_stats_get(const cn_server *srv, cn_server_stats *out);
