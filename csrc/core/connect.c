@@ -121,10 +121,7 @@ static int new_attempt(cn_connect *op, cn_stream **out) {
     *out = op->socket;
     return 0;
   }
-  if (family != AF_UNIX) return cn_stream_new_tcp(op->loop, family, out);
-  int rc = cn__stream_new(op->loop, 1, out);
-  if (rc == 0) uv_pipe_init(cn_loop_uv(op->loop), &(*out)->h.pipe, 0);
-  return rc;
+  return family == AF_UNIX ? cn__stream_new_pipe(op->loop, out) : cn_stream_new_tcp(op->loop, family, out);
 }
 
 /* The caller's socket was made for one family: an address of another

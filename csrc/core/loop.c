@@ -52,8 +52,12 @@ int cn_loop_new(cn_loop **out, uv_loop_t *host) {
     loop->uv = &loop->owned;
     loop->is_owned = 1;
   }
-  uv_prepare_init(loop->uv, &loop->prepare);
-  uv_idle_init(loop->uv, &loop->idle);
+  /* Neither can fail (libuv only links the handle into the loop). */
+  int rc = uv_prepare_init(loop->uv, &loop->prepare);
+  CN_ASSERT(rc == 0);
+  rc = uv_idle_init(loop->uv, &loop->idle);
+  CN_ASSERT(rc == 0);
+  (void)rc;
   cn_list_init(&loop->objects);
   *out = loop;
   return 0;
@@ -89,7 +93,7 @@ void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn) {
     loop->head = task;
   loop->tail = task;
   loop->ntasks++;
-  if (!uv_is_active((uv_handle_t *)&loop->prepare)) uv_prepare_start(&loop->prepare, run_tasks);
+  if (!uv_is_active((uv_handle_t *)&loop->prepare)) (void)uv_prepare_start(&loop->prepare, run_tasks); /* fails only without a callback */
 }
 
 void cn_loop_unpost(cn_loop *loop, cn_task *task) {
@@ -128,7 +132,7 @@ static void run_tasks(uv_prepare_t *handle) {
     }
   }
   if (loop->head) {
-    if (!uv_is_active((uv_handle_t *)&loop->idle)) uv_idle_start(&loop->idle, idle_noop);
+    if (!uv_is_active((uv_handle_t *)&loop->idle)) (void)uv_idle_start(&loop->idle, idle_noop); /* as above */
   } else {
     uv_prepare_stop(&loop->prepare);
     uv_idle_stop(&loop->idle);

@@ -64,10 +64,22 @@ static int should_read(cn_stream *s) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
+/* Reading could not start: the input ends with that error, as if read had
+ * returned it, so a waiter hears of it (on the next turn: this runs inside
+ * calls of the waiter's owner) instead of waiting for bytes that cannot come. */
+static void end_input(cn_stream *s, int err) {
+  s->r.status = err;
+  cn__reader_fail_waiters(s, err, 1);
+}
+
 void cn__reader_update(cn_stream *s) {
   int want = should_read(s);
   if (want && !s->r.reading) {
-    if (uv_read_start(&s->h.stream, on_alloc, on_read) == 0) s->r.reading = 1;
+    int rc = uv_read_start(&s->h.stream, on_alloc, on_read);
+    if (rc == 0)
+      s->r.reading = 1;
+    else
+      end_input(s, rc);
   } else if (!want && s->r.reading) {
     uv_read_stop(&s->h.stream);
     s->r.reading = 0;

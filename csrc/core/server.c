@@ -41,14 +41,21 @@ struct cn_server {
 };
 
 static void on_readable(uv_poll_t *handle, int status, int events);
+static void back_off(cn_server *srv, int err);
 
 static void set_polling(cn_server *srv, int on) {
   if (on == srv->polling) return;
-  if (on)
-    uv_poll_start(&srv->poll, UV_READABLE, on_readable);
-  else
+  if (!on) {
     uv_poll_stop(&srv->poll);
-  srv->polling = on;
+    srv->polling = 0;
+    return;
+  }
+  int rc = uv_poll_start(&srv->poll, UV_READABLE, on_readable);
+  if (rc < 0) {
+    back_off(srv, rc); /* logs, and tries again when the pause ends */
+    return;
+  }
+  srv->polling = 1;
 }
 
 static int may_accept(const cn_server *srv) {
@@ -94,7 +101,8 @@ static void on_backoff_end(cn_timer *t, void *data) {
   set_polling(srv, may_accept(srv));
 }
 
-/* Out of descriptors or memory: pause accepting, doubling the pause each time. */
+/* Out of descriptors or memory, or the poll failed: pause accepting,
+ * doubling the pause each time, and say so. */
 static void back_off(cn_server *srv, int err) {
   srv->backoff_ms = srv->backoff_ms ? CN_MIN(srv->backoff_ms * 2, CN_BACKOFF_MAX_MS) : CN_BACKOFF_MIN_MS;
   char where[128];
@@ -122,6 +130,18 @@ static void adopt(cn_server *srv, int fd, const cn_addr *peer) {
   srv->on_conn(srv, s, peer, srv->data);
 }
 
+/* Errors that belong to one pending connection: accept(2) says to retry as
+ * for EAGAIN, and the next connection may be fine. */
+static int is_connection_error(int err) {
+  switch (err) {
+    case EPROTO: case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+    case ENETDOWN: case ENETUNREACH: case EPERM:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 /* One accept; returns 0 to go on, 1 to stop this batch. */
 static int accept_one(cn_server *srv) {
   struct sockaddr_storage ss;
@@ -132,14 +152,17 @@ static int accept_one(cn_server *srv) {
     if (err == EAGAIN || err == EWOULDBLOCK) return 1;
     if (err == EINTR || err == ECONNABORTED) return 0;
     srv->stats.accept_errors++;
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-      back_off(srv, uv_translate_sys_error(err));
-      return 1;
+    if (is_connection_error(err)) {
+      char where[128];
+      cn_addr_format(&srv->addr, where, sizeof where);
+      cn_loop_logf(srv->loop, "coronet: accept on %s failed: %s", where, strerror(err));
+      return 0;
     }
-    char where[128];
-    cn_addr_format(&srv->addr, where, sizeof where);
-    cn_loop_logf(srv->loop, "coronet: accept on %s failed: %s", where, strerror(err));
-    return 0;
+    /* Out of descriptors or memory, or the listener itself is broken (EINVAL
+     * once it was shut down, whose poll then reports a hang-up at every turn):
+     * retrying at once would spin. */
+    back_off(srv, uv_translate_sys_error(err));
+    return 1;
   }
   srv->backoff_ms = 0;
   srv->stats.accepted++;
@@ -154,10 +177,21 @@ static int accept_one(cn_server *srv) {
   return 0;
 }
 
+/* On POLLERR libuv stops the poll handle and reports UV_EBADF: the server
+ * would stop accepting without a word. It logs, pauses and polls again. */
+static void on_poll_error(cn_server *srv, int status) {
+  srv->polling = 0; /* libuv stopped it */
+  srv->stats.accept_errors++;
+  if (!srv->closing) back_off(srv, status);
+}
+
 static void on_readable(uv_poll_t *handle, int status, int events) {
   cn_server *srv = CN_CONTAINER_OF(handle, cn_server, poll);
-  (void)status;
   (void)events;
+  if (status < 0) {
+    on_poll_error(srv, status);
+    return;
+  }
   srv->refs++; /* a handler may close and release the server */
   for (unsigned i = 0; i < srv->opts.max_accepts_per_batch && may_accept(srv); i++)
     if (accept_one(srv)) break;

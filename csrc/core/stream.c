@@ -38,6 +38,19 @@ static void discard(cn_stream *s) {
   free(s);
 }
 
+int cn__stream_new_pipe(cn_loop *loop, cn_stream **out) {
+  cn_stream *s;
+  int rc = cn__stream_new(loop, 1, &s);
+  if (rc < 0) return rc;
+  rc = uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0);
+  if (rc < 0) {
+    discard(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
 int cn_stream_new_tcp(cn_loop *loop, int family, cn_stream **out) {
   cn_stream *s;
   int rc = cn__stream_new(loop, 0, &s);
@@ -64,13 +77,12 @@ int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
   cn_stream *s;
   int rc = cn__stream_new(loop, is_unix, &s);
   if (rc < 0) return rc;
-  if (is_unix) {
-    uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0);
-    rc = uv_pipe_open(&s->h.pipe, fd);
-  } else {
-    uv_tcp_init(cn_loop_uv(loop), &s->h.tcp);
-    rc = uv_tcp_open(&s->h.tcp, fd);
+  rc = is_unix ? uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0) : uv_tcp_init(cn_loop_uv(loop), &s->h.tcp);
+  if (rc < 0) {
+    discard(s);
+    return rc;
   }
+  rc = is_unix ? uv_pipe_open(&s->h.pipe, fd) : uv_tcp_open(&s->h.tcp, fd);
   if (rc < 0) {
     /* The handle holds no fd after a failed open: closing it leaves the caller's fd alone. */
     cn__stream_close_handle(s, CN_ECLOSED);
@@ -84,7 +96,7 @@ int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
 
 void cn__stream_connected(cn_stream *s) {
   s->connected = 1;
-  if (!s->is_unix) uv_tcp_nodelay(&s->h.tcp, 1);
+  if (!s->is_unix) (void)uv_tcp_nodelay(&s->h.tcp, 1); /* a latency default; a socket that refuses it still works */
   cn__reader_update(s);
 }
 

@@ -68,6 +68,8 @@ struct cn_stream {
 
 /* stream.c */
 int cn__stream_new(cn_loop *loop, int is_unix, cn_stream **out);
+/* A new unix stream with its pipe handle initialised, not yet connected. */
+int cn__stream_new_pipe(cn_loop *loop, cn_stream **out);
 /* The socket is connected: apply defaults and start reading. */
 void cn__stream_connected(cn_stream *s);
 /* Closes the fd if both halves are done. */
