@@ -280,6 +280,33 @@ static void test_attempt_timeout_alone(void) {
   close(hole);
 }
 
+static void never_called(cn_waiter *w, int status) {
+  (void)w;
+  (void)status;
+  CHECK(0);
+}
+
+/* A C host gets the same answer as Lua: a name with a NUL byte (its length
+ * given) or over 255 bytes is refused at once, never cut or raised. */
+static void test_unresolvable_names(void) {
+  cn_loop *loop;
+  cn_connect *op;
+  cn_waiter w;
+  char longname[300];
+  if (!CHECK_EQ_INT(cn_loop_new(&loop, NULL), 0)) return;
+  cn_waiter_init(&w, never_called, NULL);
+  static const char with_nul[] = "127.0.0.1\0.evil.example";
+  cn_connect_opts opts = {.host = with_nul, .host_len = sizeof with_nul - 1, .port = 80};
+  CHECK_EQ_INT(cn_connect_start(loop, &opts, &w, &op), UV_EAI_NONAME);
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  cn_connect_opts too_long = {.host = longname, .port = 80};
+  CHECK_EQ_INT(cn_connect_start(loop, &too_long, &w, &op), UV_EAI_NONAME);
+  run_to_end(loop);
+  CHECK_EQ_SIZE(cn_loop_live(loop), 0);
+  cn_loop_free(loop);
+}
+
 int main(void) {
   cn_loop *warm_up; /* libuv opens its process-wide descriptors with the first loop */
   if (cn_loop_new(&warm_up, NULL) == 0) cn_loop_free(warm_up);
@@ -289,5 +316,6 @@ int main(void) {
   test_unanswered_first_address(600, 0);
   test_unanswered_first_address(0, 200);
   test_attempt_timeout_alone();
+  test_unresolvable_names();
   return check_summary();
 }
