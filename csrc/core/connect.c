@@ -138,13 +138,15 @@ static unsigned addresses_left(const cn_connect *op) {
 
 /* This attempt's bound: attempt_timeout_ms if set, else an equal share of
  * what is left of the overall deadline among the addresses left (this one
- * included); 0 for none. The overall deadline still bounds everything. */
+ * included); 0 for none, as for the last address, which the overall
+ * deadline bounds alone. */
 static uint64_t attempt_share(const cn_connect *op) {
   if (op->attempt_timeout_ms) return op->attempt_timeout_ms;
-  if (!op->deadline) return 0;
+  unsigned others = addresses_left(op);
+  if (!op->deadline || others == 0) return 0;
   uint64_t now = cn_loop_now(op->loop);
   uint64_t left = op->deadline > now ? op->deadline - now : 1;
-  uint64_t share = left / (1 + addresses_left(op));
+  uint64_t share = left / (1 + others);
   return share ? share : 1;
 }
 

@@ -209,7 +209,7 @@ static void arm_reset(cn_stream *s) {
   struct linger now = {1, 0};
   int fd = cn_stream_fileno(s);
   if (s->is_unix || !s->connected || fd < 0) return;
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now); /* if refused, the close is a plain one */
 }
 
 void cn_stream_abort(cn_stream *s, int status) {
