@@ -3,11 +3,11 @@
 #include <string.h>
 #include "lbinding.h"
 
+/* The host name, as given, is the box's user value (for messages). */
 typedef struct lcn_connect_box {
   cn_connect *op; /* NULL once taken or aborted */
   cn_addr where;  /* for messages */
   int have_where;
-  char host[256];
   int port;
 } lcn_connect_box;
 
@@ -21,13 +21,18 @@ static void abort_op(lcn_connect_box *box) {
 
 static void abort_for_fiber(lcn_fiber *f) { abort_op(f->abort_data); }
 
-/* "connect to host:port" or the address; for error values. */
+/* "connect to host:port" or the address; for error values. The message
+ * stays on the stack until lcn_fail has copied it: a popped string may be
+ * collected by the first allocation. The box is at index 1. */
 static int fail(lua_State *L, lcn_connect_box *box, int err) {
   if (box->have_where) return lcn_fail(L, err, "connect to", &box->where);
-  const char *what = lua_pushfstring(L, "connect to %s:%d", box->host, box->port);
-  lua_pop(L, 1);
-  int n = lcn_fail(L, err, what, NULL);
-  lua_pushstring(L, box->host);
+  lua_pushliteral(L, "connect to ");
+  lua_getiuservalue(L, 1, 1);
+  lua_pushfstring(L, ":%d", box->port);
+  lua_concat(L, 3); /* lua_concat keeps a NUL byte in the name; "%s" would cut it */
+  int n = lcn_fail(L, err, lua_tostring(L, -1), NULL);
+  lua_remove(L, -n - 1);
+  lua_getiuservalue(L, 1, 1);
   lua_setfield(L, -3, "address");
   return n;
 }
@@ -76,17 +81,18 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
-static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_box *box) {
+/* The host string becomes the box's user value, which keeps it alive while
+ * the core reads it. Its full length goes to the core, which refuses a
+ * name with a NUL byte or over 255 bytes (EAI_NONAME) rather than cut it. */
+static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_box *box, int box_idx) {
   lua_getfield(L, idx, "host");
   lua_getfield(L, idx, "port");
   lua_getfield(L, idx, "address");
   if (lua_isstring(L, -3)) {
-    size_t len;
-    const char *host = lua_tolstring(L, -3, &len);
-    luaL_argcheck(L, len < sizeof box->host, idx, "host name too long");
-    memcpy(box->host, host, len + 1);
-    o->host = box->host;
+    o->host = lua_tolstring(L, -3, &o->host_len);
     o->port = box->port = (int)luaL_checkinteger(L, -2);
+    lua_pushvalue(L, -3);
+    lua_setiuservalue(L, box_idx, 1);
   } else {
     lcn_check_address(L, -1, &box->where);
     box->have_where = 1;
@@ -95,24 +101,35 @@ static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_b
   lua_pop(L, 3);
 }
 
-/* core.connect{host=, port=} | {address=}, timeout=, socket=} -> socket | nil, err, code */
+/* Longer bounds than this (some 30,000 years) mean "none"; the cap keeps the
+ * conversion to an integer defined for math.huge. */
+#define LCN_MAX_TIMEOUT_MS 1e15
+
+/* opts[field] (seconds, nil or false for none) as core milliseconds. 0 means
+ * "none" to the core, so any bound, however small, is at least 1 ms. */
+static uint64_t timeout_ms(lua_State *L, const char *field) {
+  lua_getfield(L, 1, field);
+  double t = lcn_opt_seconds(L, -1, -1);
+  lua_pop(L, 1);
+  if (t < 0 || t * 1000.0 >= LCN_MAX_TIMEOUT_MS) return 0;
+  uint64_t ms = (uint64_t)(t * 1000.0 + 0.5);
+  return ms ? ms : 1;
+}
+
+/* core.connect{host=, port=} | {address=}, timeout=, attempt_timeout=, socket=} -> socket | nil, err, code */
 static int l_connect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lcn_ctx *ctx = lcn_ctx_get(L);
   lcn_fiber *f = lcn_fiber_current(L);
-  lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 1);
   memset(box, 0, sizeof *box);
   luaL_setmetatable(L, LCN_CONNECT);
   cn_connect_opts o;
   memset(&o, 0, sizeof o);
-  read_target(L, 1, &o, box);
-  lua_getfield(L, 1, "timeout");
-  double t = lcn_opt_seconds(L, -1, -1);
-  /* 0 means "no deadline" to the core, so any timeout, however small, is at least 1 ms. */
-  o.timeout_ms = t < 0 ? 0 : (uint64_t)(t * 1000.0 + 0.5);
-  if (t >= 0 && o.timeout_ms == 0) o.timeout_ms = 1;
-  lua_pop(L, 1);
+  read_target(L, 1, &o, box, 2);
+  o.timeout_ms = timeout_ms(L, "timeout");
+  o.attempt_timeout_ms = timeout_ms(L, "attempt_timeout");
   lua_getfield(L, 1, "socket"); /* index 3: the caller's socket or nil */
   if (!lua_isnil(L, 3)) o.socket = lcn_conn_stream(L, lcn_check_conn(L, 3));
   lua_replace(L, 1);

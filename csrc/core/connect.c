@@ -1,5 +1,7 @@
 /* connect.c: one connect operation. DNS on libuv's threadpool, then each
- * address in getaddrinfo order under one overall deadline. Abandoning the
+ * address in getaddrinfo order under one overall deadline, each attempt
+ * bounded by its own share of it (or by attempt_timeout_ms), so that an
+ * unreachable first address leaves time for the others. Abandoning the
  * operation detaches an in-flight lookup instead of waiting for it. */
 #include <netdb.h>
 #include <stdio.h>
@@ -13,7 +15,10 @@ struct cn_connect {
   cn_loop *loop;
   uv_getaddrinfo_t gai;
   uv_connect_t req;
-  cn_timer *timer;
+  cn_timer *timer;         /* the overall deadline */
+  cn_timer *attempt_timer; /* the current attempt's share */
+  uint64_t deadline;       /* loop time of the overall deadline; 0 = none */
+  uint64_t attempt_timeout_ms;
   cn_stream *attempt;     /* the stream being connected (a reference) */
   cn_stream *socket;      /* the caller's socket, if any (a reference) */
   struct addrinfo *results, *next;
@@ -22,6 +27,9 @@ struct cn_connect {
   cn_list waiters;
   int status, last_error;
   int done, owner_gone, in_live_set;
+  int socket_family;        /* the caller's socket's address family, or 0 */
+  int socket_tried;         /* the caller's socket had its one attempt */
+  int attempt_timed_out;    /* the attempt was cancelled for taking its share */
   int resolving, connecting; /* libuv requests still out */
 };
 
@@ -54,6 +62,10 @@ static void finish(cn_connect *op, int status, int later) {
     cn_timer_close(op->timer);
     op->timer = NULL;
   }
+  if (op->attempt_timer) {
+    cn_timer_close(op->attempt_timer);
+    op->attempt_timer = NULL;
+  }
   if (status < 0) drop_attempt(op);
   if (op->resolving) uv_cancel((uv_req_t *)&op->gai); /* succeeds only while still queued */
   if (cn_list_empty(&op->waiters))
@@ -72,6 +84,16 @@ static void close_for_loop(cn__object *obj, int abort) {
   finish(CN_CONTAINER_OF(obj, cn_connect, obj), CN_ECLOSED, 1);
 }
 
+/* The attempt took its share: cancel it; on_connected, which libuv calls
+ * with UV_ECANCELED once the handle is closed, moves on to the next address
+ * (the request cannot be reused before). */
+static void on_attempt_timeout(cn_timer *t, void *data) {
+  cn_connect *op = data;
+  (void)t;
+  op->attempt_timed_out = 1;
+  drop_attempt(op);
+}
+
 static void on_connected(uv_connect_t *req, int status) {
   cn_connect *op = CN_CONTAINER_OF(req, cn_connect, req);
   op->connecting = 0;
@@ -79,6 +101,9 @@ static void on_connected(uv_connect_t *req, int status) {
     maybe_free(op);
     return;
   }
+  if (op->attempt_timer) cn_timer_stop(op->attempt_timer);
+  if (op->attempt_timed_out) status = CN_ETIMEOUT;
+  op->attempt_timed_out = 0;
   if (status == 0) {
     cn__stream_connected(op->attempt);
     finish(op, 0, 0);
@@ -86,10 +111,7 @@ static void on_connected(uv_connect_t *req, int status) {
   }
   op->last_error = status;
   drop_attempt(op);
-  if (op->socket)
-    finish(op, status, 0); /* the caller's socket gets one attempt */
-  else
-    try_next(op);
+  try_next(op);
 }
 
 static int new_attempt(cn_connect *op, cn_stream **out) {
@@ -99,14 +121,49 @@ static int new_attempt(cn_connect *op, cn_stream **out) {
     *out = op->socket;
     return 0;
   }
-  if (family != AF_UNIX) return cn_stream_new_tcp(op->loop, family, out);
-  int rc = cn__stream_new(op->loop, 1, out);
-  if (rc == 0) uv_pipe_init(cn_loop_uv(op->loop), &(*out)->h.pipe, 0);
-  return rc;
+  return family == AF_UNIX ? cn__stream_new_pipe(op->loop, out) : cn_stream_new_tcp(op->loop, family, out);
 }
 
-/* Starts the attempt at op->target. */
+/* The caller's socket was made for one family: an address of another
+ * family could only fail, so it is skipped rather than tried. */
+static int family_fits(const cn_connect *op, const struct addrinfo *ai) {
+  return !op->socket_family || ai->ai_family == op->socket_family;
+}
+
+static unsigned addresses_left(const cn_connect *op) {
+  unsigned n = 0;
+  for (const struct addrinfo *ai = op->next; ai; ai = ai->ai_next) n += family_fits(op, ai);
+  return n;
+}
+
+/* This attempt's bound: attempt_timeout_ms if set, else an equal share of
+ * what is left of the overall deadline among the addresses left (this one
+ * included); 0 for none, as for the last address, which the overall
+ * deadline bounds alone. */
+static uint64_t attempt_share(const cn_connect *op) {
+  if (op->attempt_timeout_ms) return op->attempt_timeout_ms;
+  unsigned others = addresses_left(op);
+  if (!op->deadline || others == 0) return 0;
+  uint64_t now = cn_loop_now(op->loop);
+  uint64_t left = op->deadline > now ? op->deadline - now : 1;
+  uint64_t share = left / (1 + others);
+  return share ? share : 1;
+}
+
+static void arm_attempt_timer(cn_connect *op) {
+  uint64_t ms = attempt_share(op);
+  if (!ms) return;
+  if (!op->attempt_timer && cn_timer_new(op->loop, &op->attempt_timer) < 0) return;
+  cn_timer_start(op->attempt_timer, ms, on_attempt_timeout, op);
+}
+
+/* Starts the attempt at op->target. The caller's socket gets exactly one,
+ * whether it fails now or later: a failed attempt closes the socket. */
 static int attempt(cn_connect *op) {
+  if (op->socket) {
+    CN_ASSERT(!op->socket_tried);
+    op->socket_tried = 1;
+  }
   int rc = new_attempt(op, &op->attempt);
   if (rc < 0) return rc;
   const struct sockaddr *sa = (const struct sockaddr *)&op->target.ss;
@@ -120,13 +177,15 @@ static int attempt(cn_connect *op) {
     }
   }
   op->connecting = 1;
+  arm_attempt_timer(op);
   return 0;
 }
 
 static void try_next(cn_connect *op) {
-  while (op->next) {
+  while (op->next && !op->socket_tried) {
     struct addrinfo *ai = op->next;
     op->next = ai->ai_next;
+    if (!family_fits(op, ai)) continue;
     if (cn_addr_from_sockaddr(&op->target, ai->ai_addr, ai->ai_addrlen) < 0) continue;
     op->have_target = 1;
     int rc = attempt(op);
@@ -152,6 +211,20 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   try_next(op);
 }
 
+/* DNS names are at most 255 bytes (RFC 1035). A longer name, or one with a
+ * NUL byte, is refused as unresolvable rather than cut: cutting at the NUL
+ * would connect "127.0.0.1\0.evil.example" to 127.0.0.1 while the caller
+ * checked the whole name. */
+#define CN_MAX_HOST_LEN 255
+
+static int copy_host(char *buf, const cn_connect_opts *o) {
+  size_t len = o->host_len ? o->host_len : strlen(o->host);
+  if (len > CN_MAX_HOST_LEN || memchr(o->host, '\0', len)) return UV_EAI_NONAME;
+  memcpy(buf, o->host, len);
+  buf[len] = '\0';
+  return 0;
+}
+
 /* A literal address needs no lookup. */
 static int resolve(cn_connect *op, const cn_connect_opts *o) {
   if (!o->host) {
@@ -159,7 +232,10 @@ static int resolve(cn_connect *op, const cn_connect_opts *o) {
     op->have_target = op->target_given = 1;
     return 0;
   }
-  if (cn_addr_ip(&op->target, o->host, o->port) == 0) {
+  char host[CN_MAX_HOST_LEN + 1];
+  int rc = copy_host(host, o);
+  if (rc < 0) return rc;
+  if (cn_addr_ip(&op->target, host, o->port) == 0) {
     op->have_target = op->target_given = 1;
     return 0;
   }
@@ -170,7 +246,7 @@ static int resolve(cn_connect *op, const cn_connect_opts *o) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(cn_loop_uv(op->loop), &op->gai, on_resolved, o->host, port, &hints);
+  rc = uv_getaddrinfo(cn_loop_uv(op->loop), &op->gai, on_resolved, host, port, &hints);
   if (rc == 0) op->resolving = 1;
   return rc;
 }
@@ -182,15 +258,20 @@ int cn_connect_start(cn_loop *loop, const cn_connect_opts *o, cn_waiter *w, cn_c
   op->loop = loop;
   cn_list_init(&op->waiters);
   if (o->socket) {
+    cn_addr bound;
     op->socket = o->socket;
     cn_stream_ref(o->socket);
+    if (cn_stream_sockname(o->socket, &bound) == 0) op->socket_family = cn_addr_family(&bound);
   }
+  op->attempt_timeout_ms = o->attempt_timeout_ms;
   cn__object_add(loop, &op->obj, close_for_loop);
   op->in_live_set = 1;
   cn__waiter_attach(&op->waiters, w, loop, 0);
   int rc = resolve(op, o);
-  if (rc == 0 && o->timeout_ms && cn_timer_new(loop, &op->timer) == 0)
+  if (rc == 0 && o->timeout_ms && cn_timer_new(loop, &op->timer) == 0) {
+    op->deadline = cn_loop_now(loop) + o->timeout_ms;
     cn_timer_start(op->timer, o->timeout_ms, on_deadline, op);
+  }
   if (rc == 0 && op->target_given) {
     rc = attempt(op);
     if (rc < 0) {

@@ -30,12 +30,28 @@ void cn__object_add(cn_loop *loop, cn__object *obj, void (*close_all)(cn__object
 void cn__object_remove(cn_loop *loop, cn__object *obj);
 
 /* The loop's read scratch buffer: a reader with nothing buffered reads here
- * and keeps only the leftover bytes, so idle connections hold no buffer. */
-char *cn__loop_scratch(cn_loop *loop, size_t *size);
+ * and keeps only the leftover bytes, so idle connections hold no buffer.
+ *
+ * Lending rule: the scratch is lent to one reader at a time, from its
+ * alloc callback to the end of the read callback libuv calls right after.
+ * During that span the bytes in it are that reader's view, and the read
+ * callback may resume a fiber that runs anything (closing other streams,
+ * say). So code that may run inside the span never borrows the scratch; it
+ * uses its own memory (discard_unread in stream.c reads into its stack).
+ * Only libuv's alloc callbacks borrow, and libuv never nests them.
+ * lend returns NULL (and asserts in debug builds) while the scratch is out. */
+char *cn__loop_scratch_lend(cn_loop *loop, size_t *size);
+/* True if p is the scratch: the read callback's buffer was lent. */
+int cn__loop_scratch_owns(const cn_loop *loop, const char *p);
+/* Ends the lending span; the scratch must be out. */
+void cn__loop_scratch_return(cn_loop *loop);
 
 /* Waiter lists. Delivering "now" is for libuv callbacks; "later" is for
  * calls made by the waiter's owner (Rule 3: never inside the starting call). */
 void cn__waiter_attach(cn_list *head, cn_waiter *w, cn_loop *loop, size_t want);
+/* After attach: cn_waiter_cancel calls fn(owner) once w has left the list
+ * (not when w is fired). fn may not free anything the canceller still uses. */
+void cn__waiter_on_cancel(cn_waiter *w, void (*fn)(void *owner), void *owner);
 void cn__waiter_fire(cn_waiter *w, int status);
 void cn__waiter_fire_later(cn_waiter *w, int status);
 void cn__waiters_fire_all(cn_list *head, int status, int later);

@@ -18,7 +18,8 @@ struct cn_loop {
   size_t ntasks;
   cn_list objects;
   size_t live;
-  char *scratch;
+  char *scratch;        /* see the lending rule in internal.h */
+  int scratch_lent;
   cn_log_fn log_fn;
   void *log_data;
   uint64_t log_window_ms;
@@ -51,8 +52,12 @@ int cn_loop_new(cn_loop **out, uv_loop_t *host) {
     loop->uv = &loop->owned;
     loop->is_owned = 1;
   }
-  uv_prepare_init(loop->uv, &loop->prepare);
-  uv_idle_init(loop->uv, &loop->idle);
+  /* Neither can fail (libuv only links the handle into the loop). */
+  int rc = uv_prepare_init(loop->uv, &loop->prepare);
+  CN_ASSERT(rc == 0);
+  rc = uv_idle_init(loop->uv, &loop->idle);
+  CN_ASSERT(rc == 0);
+  (void)rc;
   cn_list_init(&loop->objects);
   *out = loop;
   return 0;
@@ -88,7 +93,7 @@ void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn) {
     loop->head = task;
   loop->tail = task;
   loop->ntasks++;
-  if (!uv_is_active((uv_handle_t *)&loop->prepare)) uv_prepare_start(&loop->prepare, run_tasks);
+  if (!uv_is_active((uv_handle_t *)&loop->prepare)) (void)uv_prepare_start(&loop->prepare, run_tasks); /* fails only without a callback */
 }
 
 void cn_loop_unpost(cn_loop *loop, cn_task *task) {
@@ -127,7 +132,7 @@ static void run_tasks(uv_prepare_t *handle) {
     }
   }
   if (loop->head) {
-    if (!uv_is_active((uv_handle_t *)&loop->idle)) uv_idle_start(&loop->idle, idle_noop);
+    if (!uv_is_active((uv_handle_t *)&loop->idle)) (void)uv_idle_start(&loop->idle, idle_noop); /* as above */
   } else {
     uv_prepare_stop(&loop->prepare);
     uv_idle_stop(&loop->idle);
@@ -167,10 +172,22 @@ void cn_loop_close_all(cn_loop *loop, int abort) {
   }
 }
 
-char *cn__loop_scratch(cn_loop *loop, size_t *size) {
+char *cn__loop_scratch_lend(cn_loop *loop, size_t *size) {
+  CN_ASSERT(!loop->scratch_lent);
+  *size = 0;
+  if (loop->scratch_lent) return NULL;
   if (!loop->scratch) loop->scratch = malloc(CN_SCRATCH_SIZE);
-  *size = loop->scratch ? CN_SCRATCH_SIZE : 0;
+  if (!loop->scratch) return NULL;
+  loop->scratch_lent = 1;
+  *size = CN_SCRATCH_SIZE;
   return loop->scratch;
+}
+
+int cn__loop_scratch_owns(const cn_loop *loop, const char *p) { return p && p == loop->scratch; }
+
+void cn__loop_scratch_return(cn_loop *loop) {
+  CN_ASSERT(loop->scratch_lent);
+  loop->scratch_lent = 0;
 }
 
 static void close_walk(uv_handle_t *handle, void *arg) {
@@ -186,7 +203,7 @@ static void handle_closed(uv_handle_t *handle) {
 }
 
 void cn_loop_free(cn_loop *loop) {
-  CN_ASSERT(loop->live == 0 && loop->head == NULL);
+  CN_ASSERT(loop->live == 0 && loop->head == NULL && !loop->scratch_lent);
   free(loop->scratch);
   loop->scratch = NULL;
   free_spares(loop);

@@ -4,6 +4,7 @@
  * runs while there is room below the cap, or a waiter wants more, and stops
  * otherwise (back-pressure). */
 #include <string.h>
+#include <sys/socket.h>
 #include "stream.h"
 
 void cn__reader_init(cn_stream *s) {
@@ -64,10 +65,22 @@ static int should_read(cn_stream *s) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
+/* Reading could not start: the input ends with that error, as if read had
+ * returned it, so a waiter hears of it (on the next turn: this runs inside
+ * calls of the waiter's owner) instead of waiting for bytes that cannot come. */
+static void end_input(cn_stream *s, int err) {
+  s->r.status = err;
+  cn__reader_fail_waiters(s, err, 1);
+}
+
 void cn__reader_update(cn_stream *s) {
   int want = should_read(s);
   if (want && !s->r.reading) {
-    if (uv_read_start(&s->h.stream, on_alloc, on_read) == 0) s->r.reading = 1;
+    int rc = uv_read_start(&s->h.stream, on_alloc, on_read);
+    if (rc == 0)
+      s->r.reading = 1;
+    else
+      end_input(s, rc);
   } else if (!want && s->r.reading) {
     uv_read_stop(&s->h.stream);
     s->r.reading = 0;
@@ -82,14 +95,17 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
   out->base = NULL;
   out->len = 0;
   if (len == 0 && target <= CN_SCRATCH_SIZE) {
-    out->base = cn__loop_scratch(s->loop, &room);
+    out->base = cn__loop_scratch_lend(s->loop, &room); /* returned at the end of on_read */
     out->len = CN_MIN(room, target);
-    return;
+    if (out->base) return;
   }
-  if (len >= target) return;
+  if (len >= target) return; /* full: on_read stops reading (a safety net; updates stop it first) */
   cn__loop_buf_acquire(s->loop, &r->buf);
   size_t want = CN_MIN(target - len, (size_t)CN_SCRATCH_SIZE);
-  if (cn_buf_reserve(&r->buf, want) < 0) return; /* libuv reports UV_ENOBUFS */
+  if (cn_buf_reserve(&r->buf, want) < 0) {
+    r->out_of_memory = 1; /* libuv reports UV_ENOBUFS, which then ends the reader */
+    return;
+  }
   out->base = cn_buf_tail(&r->buf, &room);
   out->len = CN_MIN(room, target - len);
 }
@@ -113,15 +129,30 @@ static void keep_leftovers(cn_stream *s) {
   if (cn_buf_append(&r->buf, p, n) < 0) cn_stream_abort(s, UV_ENOMEM);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
+/* How the input ended. libuv reports UV_EOF without reading again when the
+ * poll says the peer hung up right after a short read, and a reset (an
+ * aborted peer) then looks like a clean end. The socket's pending error,
+ * left unread by that shortcut, tells the two apart. */
+static int end_status(cn_stream *s, ssize_t nread) {
+  int fd = cn_stream_fileno(s), err = 0;
+  socklen_t len = sizeof err;
+  if (nread != UV_EOF || fd < 0) return (int)nread;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) return uv_translate_sys_error(err);
+  return UV_EOF;
+}
+
+/* Handles one read; the scratch, if lent for it, is still out. */
+static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int lent) {
   cn_reader *r = &s->r;
   if (nread == 0) return; /* EAGAIN */
-  cn_stream_ref(s);       /* the woken fiber may drop its references */
+  if (nread == UV_ENOBUFS && !r->out_of_memory) { /* no room, which is no error */
+    cn__reader_update(s);
+    return;
+  }
+  cn_stream_ref(s); /* the woken fiber may drop its references */
   if (nread > 0) {
     s->bytes_in += (uint64_t)nread;
-    size_t scratch_size;
-    if (buf->base == cn__loop_scratch(s->loop, &scratch_size)) {
+    if (lent) {
       r->view = buf->base;
       r->view_len = (size_t)nread;
     } else {
@@ -129,17 +160,33 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
     notify(s);
     keep_leftovers(s);
+    CN_ASSERT(r->view_len == 0); /* nothing points into the scratch past the span */
   } else {
-    r->status = (int)nread;
+    r->status = end_status(s, nread);
     notify(s);
   }
   cn__reader_update(s);
   cn_stream_unref(s);
 }
 
+/* The lending span of the scratch ends here, whatever the fiber woken in
+ * handle_read did (the loop outlives every stream). */
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
+  cn_loop *loop = s->loop;
+  int lent = cn__loop_scratch_owns(loop, buf->base);
+  handle_read(s, nread, buf, lent);
+  if (lent) cn__loop_scratch_return(loop);
+}
+
+/* A waiter that leaves (timeout, cancel, interrupt) may have been what kept
+ * reading on past the cap: the reader decides again without it. */
+static void on_waiter_cancelled(void *owner) { cn__reader_update(owner); }
+
 int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want) {
   if (!cn_list_empty(&s->r.waiters)) return CN_EBUSY;
   cn__waiter_attach(&s->r.waiters, w, s->loop, want);
+  cn__waiter_on_cancel(w, on_waiter_cancelled, s);
   int status = cn_reader_status(s);
   if (status || cn_reader_buffered(s) >= want)
     cn__waiter_fire_later(w, status);

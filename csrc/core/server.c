@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include "stream.h"
@@ -35,30 +36,49 @@ struct cn_server {
   cn_timer *backoff;
   unsigned backoff_ms;
   int polling, drop, closing, close_existing, listener_closed, finished, unlink_path, in_live_set;
+  dev_t file_dev; /* the unix socket file this server bound, to remove only that one */
+  ino_t file_ino;
 };
 
 static void on_readable(uv_poll_t *handle, int status, int events);
+static void back_off(cn_server *srv, int err);
 
 static void set_polling(cn_server *srv, int on) {
   if (on == srv->polling) return;
-  if (on)
-    uv_poll_start(&srv->poll, UV_READABLE, on_readable);
-  else
+  if (!on) {
     uv_poll_stop(&srv->poll);
-  srv->polling = on;
+    srv->polling = 0;
+    return;
+  }
+  int rc = uv_poll_start(&srv->poll, UV_READABLE, on_readable);
+  if (rc < 0) {
+    back_off(srv, rc); /* logs, and tries again when the pause ends */
+    return;
+  }
+  srv->polling = 1;
 }
 
 static int may_accept(const cn_server *srv) {
   return !srv->closing && !(srv->backoff_ms && srv->backoff) && srv->stats.connections < srv->opts.max_connections;
 }
 
+/* What the latest close asked for is done: the listener is closed and, if
+ * close_existing was asked (then or later), every connection too. */
+static int close_done(const cn_server *srv) {
+  return srv->listener_closed && (!srv->close_existing || srv->stats.connections == 0);
+}
+
+/* Close waiters hear once close_done holds. `finished` (out of the live
+ * set) is set the first time; a later close(srv, 1) makes new waiters wait
+ * for the connections again. */
 static void check_finished(cn_server *srv) {
-  if (srv->finished || !srv->listener_closed) return;
-  if (srv->close_existing && srv->stats.connections > 0) return;
-  srv->finished = 1;
-  cn__object_remove(srv->loop, &srv->obj);
-  srv->in_live_set = 0;
-  srv->refs++;
+  if (!close_done(srv)) return;
+  srv->refs++; /* the guard comes first: a woken waiter may release the server */
+  if (!srv->finished) {
+    srv->finished = 1;
+    cn__object_remove(srv->loop, &srv->obj);
+    srv->in_live_set = 0;
+  }
   cn__waiters_fire_all(&srv->close_waiters, 0, 0);
   cn_server_unref(srv);
 }
@@ -81,7 +101,8 @@ static void on_backoff_end(cn_timer *t, void *data) {
   set_polling(srv, may_accept(srv));
 }
 
-/* Out of descriptors or memory: pause accepting, doubling the pause each time. */
+/* Out of descriptors or memory, or the poll failed: pause accepting,
+ * doubling the pause each time, and say so. */
 static void back_off(cn_server *srv, int err) {
   srv->backoff_ms = srv->backoff_ms ? CN_MIN(srv->backoff_ms * 2, CN_BACKOFF_MAX_MS) : CN_BACKOFF_MIN_MS;
   char where[128];
@@ -109,6 +130,18 @@ static void adopt(cn_server *srv, int fd, const cn_addr *peer) {
   srv->on_conn(srv, s, peer, srv->data);
 }
 
+/* Errors that belong to one pending connection: accept(2) says to retry as
+ * for EAGAIN, and the next connection may be fine. */
+static int is_connection_error(int err) {
+  switch (err) {
+    case EPROTO: case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+    case ENETDOWN: case ENETUNREACH: case EPERM:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 /* One accept; returns 0 to go on, 1 to stop this batch. */
 static int accept_one(cn_server *srv) {
   struct sockaddr_storage ss;
@@ -119,14 +152,17 @@ static int accept_one(cn_server *srv) {
     if (err == EAGAIN || err == EWOULDBLOCK) return 1;
     if (err == EINTR || err == ECONNABORTED) return 0;
     srv->stats.accept_errors++;
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-      back_off(srv, uv_translate_sys_error(err));
-      return 1;
+    if (is_connection_error(err)) {
+      char where[128];
+      cn_addr_format(&srv->addr, where, sizeof where);
+      cn_loop_logf(srv->loop, "coronet: accept on %s failed: %s", where, strerror(err));
+      return 0;
     }
-    char where[128];
-    cn_addr_format(&srv->addr, where, sizeof where);
-    cn_loop_logf(srv->loop, "coronet: accept on %s failed: %s", where, strerror(err));
-    return 0;
+    /* Out of descriptors or memory, or the listener itself is broken (EINVAL
+     * once it was shut down, whose poll then reports a hang-up at every turn):
+     * retrying at once would spin. */
+    back_off(srv, uv_translate_sys_error(err));
+    return 1;
   }
   srv->backoff_ms = 0;
   srv->stats.accepted++;
@@ -141,10 +177,21 @@ static int accept_one(cn_server *srv) {
   return 0;
 }
 
+/* On POLLERR libuv stops the poll handle and reports UV_EBADF: the server
+ * would stop accepting without a word. It logs, pauses and polls again. */
+static void on_poll_error(cn_server *srv, int status) {
+  srv->polling = 0; /* libuv stopped it */
+  srv->stats.accept_errors++;
+  if (!srv->closing) back_off(srv, status);
+}
+
 static void on_readable(uv_poll_t *handle, int status, int events) {
   cn_server *srv = CN_CONTAINER_OF(handle, cn_server, poll);
-  (void)status;
   (void)events;
+  if (status < 0) {
+    on_poll_error(srv, status);
+    return;
+  }
   srv->refs++; /* a handler may close and release the server */
   for (unsigned i = 0; i < srv->opts.max_accepts_per_batch && may_accept(srv); i++)
     if (accept_one(srv)) break;
@@ -212,6 +259,25 @@ static int bind_socket(const cn_addr *addr, const cn_server_opts *opts, int *out
   return 0;
 }
 
+static const char *unix_path(const cn_server *srv) { return ((const struct sockaddr_un *)&srv->addr.ss)->sun_path; }
+
+/* Remembers which file bind made: the path may later name another file (the
+ * file removed and a newer server bound there), which close must leave alone. */
+static void remember_file(cn_server *srv, const cn_addr *addr) {
+  struct stat st;
+  srv->addr = *addr;
+  if (stat(unix_path(srv), &st) < 0) return; /* nothing to remove at close */
+  srv->file_dev = st.st_dev;
+  srv->file_ino = st.st_ino;
+  srv->unlink_path = 1;
+}
+
+static void remove_file(const cn_server *srv) {
+  struct stat st;
+  if (!srv->unlink_path || lstat(unix_path(srv), &st) < 0) return;
+  if (st.st_dev == srv->file_dev && st.st_ino == srv->file_ino) unlink(unix_path(srv));
+}
+
 int cn_server_listen(cn_loop *loop, const cn_addr *addr, const cn_server_opts *opts, cn_server_conn_fn on_conn,
                      void *data, cn_server **out) {
   int fd = -1;
@@ -223,10 +289,7 @@ int cn_server_listen(cn_loop *loop, const cn_addr *addr, const cn_server_opts *o
     if (cn_addr_family(addr) == AF_UNIX) unlink(((const struct sockaddr_un *)&addr->ss)->sun_path);
     return rc;
   }
-  if (cn_addr_family(addr) == AF_UNIX) {
-    (*out)->addr = *addr;
-    (*out)->unlink_path = 1;
-  }
+  if (cn_addr_family(addr) == AF_UNIX) remember_file(*out, addr);
   return 0;
 }
 
@@ -264,7 +327,7 @@ void cn_server_unref(cn_server *srv) {
 static void on_listener_closed(uv_handle_t *handle) {
   cn_server *srv = CN_CONTAINER_OF(handle, cn_server, poll);
   close(srv->fd);
-  if (srv->unlink_path) unlink(((const struct sockaddr_un *)&srv->addr.ss)->sun_path);
+  remove_file(srv);
   srv->listener_closed = 1;
   check_finished(srv);
   cn_server_unref(srv); /* the reference cn_server_close took */
@@ -273,7 +336,7 @@ static void on_listener_closed(uv_handle_t *handle) {
 static void abort_connections(cn_server *srv) {
   cn_list *link;
   for (link = srv->conns.next; link != &srv->conns; link = link->next)
-    cn_stream_abort(CN_CONTAINER_OF(link, cn_stream, server_link), CN_ECLOSED);
+    cn__stream_cut(CN_CONTAINER_OF(link, cn_stream, server_link), CN_ECLOSED);
 }
 
 void cn_server_close(cn_server *srv, int close_existing) {
@@ -294,11 +357,11 @@ void cn_server_close(cn_server *srv, int close_existing) {
 
 void cn_server_close_wait(cn_server *srv, cn_waiter *w) {
   cn__waiter_attach(&srv->close_waiters, w, srv->loop, 0);
-  if (srv->finished) cn__waiter_fire_later(w, 0);
+  if (close_done(srv)) cn__waiter_fire_later(w, 0);
 }
 
 int cn_server_is_closed(const cn_server *srv) { return srv->closing; }
-int cn_server_is_close_finished(const cn_server *srv) { return srv->finished; }
+int cn_server_is_close_finished(const cn_server *srv) { return close_done(srv); }
 void cn_server_set_drop(cn_server *srv, int drop) { srv->drop = drop; }
 unsigned cn_server_num_connections(const cn_server *srv) { return srv->stats.connections; }
 int cn_server_fileno(const cn_server *srv) { return srv->listener_closed ? CN_ECLOSED : srv->fd; }

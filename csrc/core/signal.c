@@ -17,36 +17,49 @@ static void on_closed(uv_handle_t *handle) {
   free(sig);
 }
 
-static void stop(cn_signal *sig, int status) {
+/* A watcher that failed to start was never in the live set. */
+static void free_unstarted(uv_handle_t *handle) { free(CN_CONTAINER_OF(handle, cn_signal, handle)); }
+
+/* The handle starts closing before any waiter hears of it: a woken fiber may
+ * close everything (a graceful-shutdown handler), and must then find this
+ * watcher already closing. The struct lives until on_closed, after this. */
+static void stop(cn_signal *sig, int status, int later) {
   if (uv_is_closing((uv_handle_t *)&sig->handle)) return;
-  cn__waiters_fire_all(&sig->waiters, status, 0);
   uv_close((uv_handle_t *)&sig->handle, on_closed);
+  cn__waiters_fire_all(&sig->waiters, status, later);
 }
 
-static void on_signal(uv_signal_t *handle, int signum) { stop(CN_CONTAINER_OF(handle, cn_signal, handle), signum); }
+static void on_signal(uv_signal_t *handle, int signum) { stop(CN_CONTAINER_OF(handle, cn_signal, handle), signum, 0); }
 
-/* A waiter detached by its owner leaves a watcher with nobody to tell: it closes at the next signal or loop close. */
 static void close_for_loop(cn__object *obj, int abort) {
   (void)abort;
-  cn_signal *sig = CN_CONTAINER_OF(obj, cn_signal, obj);
-  if (uv_is_closing((uv_handle_t *)&sig->handle)) return;
-  cn__waiters_fire_all(&sig->waiters, CN_ECLOSED, 1);
-  uv_close((uv_handle_t *)&sig->handle, on_closed);
+  stop(CN_CONTAINER_OF(obj, cn_signal, obj), CN_ECLOSED, 1);
+}
+
+/* Nobody waits any more: the watcher would only keep the loop alive. */
+static void on_waiter_cancelled(void *owner) {
+  cn_signal *sig = owner;
+  if (cn_list_empty(&sig->waiters)) stop(sig, CN_ECLOSED, 1);
 }
 
 int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w) {
   cn_signal *sig = calloc(1, sizeof *sig);
   if (!sig) return UV_ENOMEM;
-  uv_signal_init(cn_loop_uv(loop), &sig->handle);
-  int rc = uv_signal_start_oneshot(&sig->handle, on_signal, signum);
+  int rc = uv_signal_init(cn_loop_uv(loop), &sig->handle);
   if (rc < 0) {
-    uv_close((uv_handle_t *)&sig->handle, (uv_close_cb)free);
+    free(sig);
+    return rc;
+  }
+  rc = uv_signal_start_oneshot(&sig->handle, on_signal, signum);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&sig->handle, free_unstarted);
     return rc;
   }
   sig->loop = loop;
   cn_list_init(&sig->waiters);
   cn__object_add(loop, &sig->obj, close_for_loop);
   cn__waiter_attach(&sig->waiters, w, loop, 0);
+  cn__waiter_on_cancel(w, on_waiter_cancelled, sig);
   return 0;
 }
 

@@ -38,6 +38,19 @@ static void discard(cn_stream *s) {
   free(s);
 }
 
+int cn__stream_new_pipe(cn_loop *loop, cn_stream **out) {
+  cn_stream *s;
+  int rc = cn__stream_new(loop, 1, &s);
+  if (rc < 0) return rc;
+  rc = uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0);
+  if (rc < 0) {
+    discard(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
 int cn_stream_new_tcp(cn_loop *loop, int family, cn_stream **out) {
   cn_stream *s;
   int rc = cn__stream_new(loop, 0, &s);
@@ -64,13 +77,12 @@ int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
   cn_stream *s;
   int rc = cn__stream_new(loop, is_unix, &s);
   if (rc < 0) return rc;
-  if (is_unix) {
-    uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0);
-    rc = uv_pipe_open(&s->h.pipe, fd);
-  } else {
-    uv_tcp_init(cn_loop_uv(loop), &s->h.tcp);
-    rc = uv_tcp_open(&s->h.tcp, fd);
+  rc = is_unix ? uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0) : uv_tcp_init(cn_loop_uv(loop), &s->h.tcp);
+  if (rc < 0) {
+    discard(s);
+    return rc;
   }
+  rc = is_unix ? uv_pipe_open(&s->h.pipe, fd) : uv_tcp_open(&s->h.tcp, fd);
   if (rc < 0) {
     /* The handle holds no fd after a failed open: closing it leaves the caller's fd alone. */
     cn__stream_close_handle(s, CN_ECLOSED);
@@ -84,7 +96,7 @@ int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
 
 void cn__stream_connected(cn_stream *s) {
   s->connected = 1;
-  if (!s->is_unix) uv_tcp_nodelay(&s->h.tcp, 1);
+  if (!s->is_unix) (void)uv_tcp_nodelay(&s->h.tcp, 1); /* a latency default; a socket that refuses it still works */
   cn__reader_update(s);
 }
 
@@ -187,8 +199,31 @@ void cn_stream_close(cn_stream *s) {
   cn_writer_close(s);
 }
 
+/* An abort cuts whatever was still queued, so a connected TCP stream sends
+ * a reset (SO_LINGER 0, as uv_tcp_close_reset does; that call refuses while
+ * a shutdown is pending, setsockopt does not): the peer then reads
+ * ECONNRESET, not a clean end it would take for the whole message. Every
+ * abort does this, the writer's own ones included (a stalled writer, a
+ * final flush out of time): each cuts data. */
+static void arm_reset(cn_stream *s) {
+  struct linger now = {1, 0};
+  int fd = cn_stream_fileno(s);
+  if (s->is_unix || !s->connected || fd < 0) return;
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now); /* if refused, the close is a plain one */
+}
+
 void cn_stream_abort(cn_stream *s, int status) {
   if (s->state != CN_STREAM_OPEN) return;
+  arm_reset(s);
+  cn__stream_close_handle(s, status);
+}
+
+/* A close the program did not ask of this stream (its server closing every
+ * connection) resets only if it drops bytes: the peer of an idle connection
+ * sees a clean end. */
+void cn__stream_cut(cn_stream *s, int status) {
+  if (s->state != CN_STREAM_OPEN) return;
+  if (cn_writer_pending(s) > 0) arm_reset(s);
   cn__stream_close_handle(s, status);
 }
 
@@ -210,14 +245,18 @@ void cn_stream_close_wait(cn_stream *s, cn_waiter *w) {
  * still meet a reset; nothing waits for a peer that sent nothing.) */
 #define CN_DISCARD_READS 16
 
-/* Reads and drops what is queued now; returns 1 if there was anything. */
+#define CN_DISCARD_CHUNK 4096u
+
+/* Reads and drops what is queued now; returns 1 if there was anything. This
+ * may run inside another reader's lending span (a fiber resumed by its read
+ * callback closes this stream), so it reads into its own stack, never the
+ * loop's scratch; the linger reads the rest. */
 static int discard_unread(cn_stream *s) {
   int fd = cn_stream_fileno(s), found = 0;
   if (!s->connected || s->r.status != 0 || fd < 0) return 0;
-  size_t size;
-  char *scratch = cn__loop_scratch(s->loop, &size);
-  for (int i = 0; i < CN_DISCARD_READS && scratch; i++) {
-    ssize_t n = read(fd, scratch, size);
+  char sink[CN_DISCARD_CHUNK];
+  for (int i = 0; i < CN_DISCARD_READS; i++) {
+    ssize_t n = read(fd, sink, sizeof sink);
     if (n <= 0) break;
     s->bytes_in += (uint64_t)n;
     found = 1;
@@ -225,17 +264,19 @@ static int discard_unread(cn_stream *s) {
   return found;
 }
 
+/* The lingering stream borrows the scratch like a reader (libuv calls these
+ * two back to back) and drops what it reads. */
 static void linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
   cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
   size_t size;
   (void)suggested;
-  out->base = cn__loop_scratch(s->loop, &size);
+  out->base = cn__loop_scratch_lend(s->loop, &size);
   out->len = size;
 }
 
 static void linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
-  (void)buf;
+  if (cn__loop_scratch_owns(s->loop, buf->base)) cn__loop_scratch_return(s->loop);
   if (nread > 0) s->bytes_in += (uint64_t)nread;
   if (nread < 0) cn__stream_close_handle(s, CN_ECLOSED);
 }
@@ -264,12 +305,14 @@ void cn__stream_maybe_finish(cn_stream *s) {
 
 static void on_handle_closed(uv_handle_t *handle) {
   cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
+  /* The guard comes first: the waiters released below and the server's hook
+   * may run user code (a fiber resumed at once) that drops the last reference. */
+  s->refs++;
   s->state = CN_STREAM_CLOSED;
+  cn__object_remove(s->loop, &s->obj);
   cn__reader_release(s);
   cn__writer_release(s);
-  cn__object_remove(s->loop, &s->obj);
   if (s->on_closed) s->on_closed(s, s->on_closed_data);
-  s->refs++; /* the waiters' callbacks may drop the last reference */
   cn__waiters_fire_all(&s->close_waiters, 0, 0);
   cn_stream_unref(s);
 }

@@ -13,6 +13,7 @@ typedef struct cn_reader {
   size_t cap;           /* reader_buffer_size */
   int status;           /* 0, then UV_EOF or an error once the peer is done */
   int reading;          /* uv_read_start is active */
+  int out_of_memory;    /* on_alloc could not grow the buffer */
   int closed;
   cn_list waiters;      /* at most one */
 } cn_reader;
@@ -32,6 +33,8 @@ typedef struct cn_writer {
   cn_list waiters;      /* at most one */
   cn_timer *timer;      /* buffer age limit, or close timeout once closing */
   size_t hwm;
+  size_t max_chunk;     /* most bytes handed to one system call (uv_buf_t lengths are unsigned) */
+  size_t in_flight_len; /* bytes of `flushing` in the uv_write in flight */
   uint64_t age_limit_ms, close_timeout_ms;
   uint64_t pending_since, flushing_since;
   int status;           /* sticky error */
@@ -65,10 +68,14 @@ struct cn_stream {
 
 /* stream.c */
 int cn__stream_new(cn_loop *loop, int is_unix, cn_stream **out);
+/* A new unix stream with its pipe handle initialised, not yet connected. */
+int cn__stream_new_pipe(cn_loop *loop, cn_stream **out);
 /* The socket is connected: apply defaults and start reading. */
 void cn__stream_connected(cn_stream *s);
 /* Closes the fd if both halves are done. */
 void cn__stream_maybe_finish(cn_stream *s);
+/* Closes at once like cn_stream_abort, but resets only if unflushed bytes are dropped. */
+void cn__stream_cut(cn_stream *s, int status);
 /* Start uv_close now; waiters get `status`. */
 void cn__stream_close_handle(cn_stream *s, int status);
 

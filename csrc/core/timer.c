@@ -17,7 +17,11 @@ static void on_closed(uv_handle_t *handle) { free(CN_CONTAINER_OF(handle, cn_tim
 int cn_timer_new(cn_loop *loop, cn_timer **out) {
   cn_timer *t = calloc(1, sizeof *t);
   if (!t) return UV_ENOMEM;
-  uv_timer_init(cn_loop_uv(loop), &t->handle);
+  int rc = uv_timer_init(cn_loop_uv(loop), &t->handle);
+  if (rc < 0) {
+    free(t);
+    return rc;
+  }
   t->loop = loop;
   *out = t;
   return 0;
@@ -32,7 +36,9 @@ void cn_timer_start(cn_timer *t, uint64_t ms, cn_timer_cb cb, void *data) {
   CN_ASSERT(!uv_is_closing((uv_handle_t *)&t->handle));
   t->cb = cb;
   t->data = data;
-  uv_timer_start(&t->handle, on_fire, ms, 0);
+  int rc = uv_timer_start(&t->handle, on_fire, ms, 0);
+  CN_ASSERT(rc == 0); /* fails only for a closing handle or no callback */
+  (void)rc;
 }
 
 void cn_timer_stop(cn_timer *t) { uv_timer_stop(&t->handle); }

@@ -10,25 +10,48 @@ void cn_waiter_init(cn_waiter *w, cn_wait_cb cb, void *data) {
   w->task_.queued_ = 0;
   w->task_.next_ = NULL;
   w->loop_ = NULL;
+  w->on_cancel_ = NULL;
+  w->owner_ = NULL;
   w->data = data;
 }
 
 int cn_waiter_pending(const cn_waiter *w) { return cn_list_linked(&w->link_) || w->task_.queued_; }
 
-void cn_waiter_cancel(cn_waiter *w) {
+/* Leaves the object's list; the object is no longer told. */
+static void unlink_waiter(cn_waiter *w) {
   if (cn_list_linked(&w->link_)) cn_list_remove(&w->link_);
+  w->on_cancel_ = NULL;
+  w->owner_ = NULL;
+}
+
+/* The owner gives up: the object waited on is told after the waiter left,
+ * since the wait it served may have kept something running. */
+void cn_waiter_cancel(cn_waiter *w) {
+  void (*on_cancel)(void *) = cn_list_linked(&w->link_) ? w->on_cancel_ : NULL;
+  void *owner = w->owner_;
+  unlink_waiter(w);
   if (w->task_.queued_) cn_loop_unpost(w->loop_, &w->task_);
+  if (on_cancel) on_cancel(owner);
 }
 
 void cn__waiter_attach(cn_list *head, cn_waiter *w, cn_loop *loop, size_t want) {
   CN_ASSERT(!cn_waiter_pending(w));
   w->loop_ = loop;
   w->want_ = want;
+  w->on_cancel_ = NULL;
+  w->owner_ = NULL;
   cn_list_push(head, &w->link_);
 }
 
+void cn__waiter_on_cancel(cn_waiter *w, void (*fn)(void *owner), void *owner) {
+  CN_ASSERT(cn_list_linked(&w->link_));
+  w->on_cancel_ = fn;
+  w->owner_ = owner;
+}
+
 void cn__waiter_fire(cn_waiter *w, int status) {
-  cn_waiter_cancel(w);
+  unlink_waiter(w);
+  if (w->task_.queued_) cn_loop_unpost(w->loop_, &w->task_);
   w->cb_(w, status);
 }
 
@@ -38,7 +61,7 @@ static void deliver_later(cn_task *task) {
 }
 
 void cn__waiter_fire_later(cn_waiter *w, int status) {
-  if (cn_list_linked(&w->link_)) cn_list_remove(&w->link_);
+  unlink_waiter(w);
   w->status_ = status;
   cn_loop_post(w->loop_, &w->task_, deliver_later);
 }

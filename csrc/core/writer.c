@@ -9,6 +9,10 @@
 
 /* A write this large, with nothing queued, is tried directly before copying. */
 #define CN_DIRECT_WRITE_MIN (16u * 1024u)
+/* uv_buf_t holds an unsigned length: past 4 GiB a cast would cut it. Every
+ * system call gets at most this much and the rest follows (a C test lowers
+ * the stream's max_chunk to see the splitting). */
+#define CN_MAX_WRITE_CHUNK ((size_t)1 << 30)
 
 static void flush(cn_stream *s);
 static void on_timer(cn_timer *t, void *data);
@@ -24,6 +28,7 @@ void cn__writer_init(cn_stream *s) {
   cn_buf_init(&w->flushing);
   cn_list_init(&w->waiters);
   w->hwm = CN_DEFAULT_WRITER_HWM;
+  w->max_chunk = CN_MAX_WRITE_CHUNK;
   w->close_timeout_ms = CN_DEFAULT_CLOSE_TIMEOUT_MS;
 }
 
@@ -120,24 +125,17 @@ static void arm_age_timer(cn_stream *s) {
   cn_timer_start(w->timer, left, on_timer, s);
 }
 
-static void on_written(uv_write_t *req, int status) {
-  cn_stream *s = req->data;
-  cn_writer *w = &s->w;
-  w->in_flight = 0;
-  if (status < 0) {
-    if (status != UV_ECANCELED) fail(s, status);
-    return;
-  }
-  s->bytes_out += cn_buf_len(&w->flushing);
-  cn__loop_buf_release(s->loop, &w->flushing);
-  flush(s);
+/* At most max_chunk bytes of p, as libuv takes them. */
+static uv_buf_t chunk(const cn_stream *s, const char *p, size_t n) {
+  return uv_buf_init((char *)p, (unsigned)CN_MIN(n, s->w.max_chunk));
 }
 
-static void start_write(cn_stream *s) {
+static void on_written(uv_write_t *req, int status);
+
+/* Hands the next chunk of `flushing` to uv_write. */
+static void write_flushing(cn_stream *s) {
   cn_writer *w = &s->w;
-  cn_buf_swap(&w->pending, &w->flushing);
-  w->flushing_since = w->pending_since;
-  uv_buf_t b = uv_buf_init(cn_buf_data(&w->flushing), (unsigned)cn_buf_len(&w->flushing));
+  uv_buf_t b = chunk(s, cn_buf_data(&w->flushing), cn_buf_len(&w->flushing));
   union cn__writer_req *req = request(s);
   if (req) req->write.data = s;
   int rc = req ? uv_write(&req->write, &s->h.stream, &b, 1, on_written) : UV_ENOMEM;
@@ -146,7 +144,33 @@ static void start_write(cn_stream *s) {
     return;
   }
   w->in_flight = 1;
+  w->in_flight_len = b.len;
   arm_age_timer(s);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  cn_stream *s = req->data;
+  cn_writer *w = &s->w;
+  w->in_flight = 0;
+  if (status < 0) {
+    if (status != UV_ECANCELED) fail(s, status);
+    return;
+  }
+  s->bytes_out += w->in_flight_len;
+  cn_buf_consume(&w->flushing, w->in_flight_len);
+  if (cn_buf_len(&w->flushing)) {
+    write_flushing(s);
+    return;
+  }
+  cn__loop_buf_release(s->loop, &w->flushing);
+  flush(s);
+}
+
+static void start_write(cn_stream *s) {
+  cn_writer *w = &s->w;
+  cn_buf_swap(&w->pending, &w->flushing);
+  w->flushing_since = w->pending_since;
+  write_flushing(s);
 }
 
 static void flush(cn_stream *s) {
@@ -154,7 +178,7 @@ static void flush(cn_stream *s) {
   if (w->in_flight || s->state != CN_STREAM_OPEN || w->status || !s->connected) return;
   size_t len = cn_buf_len(&w->pending);
   if (len) {
-    uv_buf_t b = uv_buf_init(cn_buf_data(&w->pending), (unsigned)len);
+    uv_buf_t b = chunk(s, cn_buf_data(&w->pending), len);
     int n = uv_try_write(&s->h.stream, &b, 1);
     if (n < 0 && n != UV_EAGAIN) {
       fail(s, n);
@@ -175,7 +199,7 @@ static void flush(cn_stream *s) {
 
 /* Hands a large write straight to the kernel; returns how much it took. */
 static size_t write_direct(cn_stream *s, const char *p, size_t n, int *err) {
-  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  uv_buf_t b = chunk(s, p, n);
   int k = uv_try_write(&s->h.stream, &b, 1);
   if (k < 0) {
     if (k != UV_EAGAIN) *err = k;
@@ -190,6 +214,9 @@ int cn_writer_write(cn_stream *s, const char *p, size_t n) {
   int status = cn_writer_status(s);
   if (status) return status;
   if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
+  /* Refused rather than kept: bytes queued before connect would have no
+   * flush to send them, and a caller could not tell them from sent ones. */
+  if (!s->connected) return UV_ENOTCONN;
   if (n == 0) return 0;
   int idle = !w->in_flight && cn_buf_len(&w->pending) == 0;
   if (idle && n >= CN_DIRECT_WRITE_MIN && s->connected) {

@@ -104,6 +104,8 @@ struct cn_waiter {
   int status_;              /* for a deferred delivery */
   cn_task task_;            /* for a deferred delivery */
   cn_loop *loop_;
+  void (*on_cancel_)(void *owner); /* the object waited on, told when its waiter leaves */
+  void *owner_;
   void *data;
 };
 
@@ -149,7 +151,9 @@ void cn_ignore_sigpipe(void);
 /* ---------------------------------------------------------------- waiter */
 
 void cn_waiter_init(cn_waiter *w, cn_wait_cb cb, void *data);
-/* Detach w from whatever it waits on: its callback will not run. Safe if idle. */
+/* Detach w from whatever it waits on: its callback will not run. Safe if idle.
+ * The object waited on hears of it at once (a reader re-evaluates reading, a
+ * signal watcher with no waiter left closes). */
 void cn_waiter_cancel(cn_waiter *w);
 int cn_waiter_pending(const cn_waiter *w);
 
@@ -169,7 +173,8 @@ void cn_timer_close(cn_timer *t);
 
 /* Waits for one delivery of signal `signum`: w->cb(w, signum) runs from the
  * loop, or w->cb(w, CN_ECLOSED) if the loop closes first. The watcher then
- * frees itself. While it waits it keeps the loop alive. */
+ * frees itself. While it waits it keeps the loop alive; cancelling the
+ * waiter (cn_waiter_cancel) closes the watcher. */
 int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w);
 /* The number of a signal name ("SIGTERM", "TERM", "INT"...), or 0. */
 int cn_signal_number(const char *name);
@@ -213,7 +218,10 @@ int cn_stream_get_option(const cn_stream *s, cn_sockopt opt, int *on);
 int cn_stream_shutdown(cn_stream *s, int how /* SHUT_RD, SHUT_WR, SHUT_RDWR */);
 /* Graceful close: reader closes, writer flushes (bounded), shuts down, then the fd closes. Idempotent. */
 void cn_stream_close(cn_stream *s);
-/* Immediate close with `status` delivered to every waiter (CN_ECLOSED, CN_ESTALLED...). Idempotent. */
+/* Immediate close with `status` delivered to every waiter (CN_ECLOSED, CN_ESTALLED...).
+ * Unflushed bytes are dropped, and a connected TCP stream sends a reset so
+ * that the peer can tell (the writer's stall and close-timeout closes are
+ * aborts too). Idempotent. */
 void cn_stream_abort(cn_stream *s, int status);
 int cn_stream_is_closing(const cn_stream *s);
 int cn_stream_is_closed(const cn_stream *s); /* the fd is closed */
@@ -246,7 +254,8 @@ int cn_reader_is_closed(const cn_stream *s);
 
 /* Queue n bytes. Never waits: small writes in one loop turn are coalesced into
  * one system call before the loop next blocks. Fails with the writer's sticky
- * error (CN_ECLOSED after close, CN_ESTALLED, EPIPE...). */
+ * error (CN_ECLOSED after close, CN_ESTALLED, EPIPE...), or UV_ENOTCONN on a
+ * socket not yet connected; a failed write queues nothing. */
 int cn_writer_write(cn_stream *s, const char *p, size_t n);
 /* Bytes accepted but not yet taken by the kernel. */
 size_t cn_writer_pending(const cn_stream *s);
@@ -267,15 +276,22 @@ typedef struct cn_connect cn_connect;
 
 typedef struct cn_connect_opts {
   const char *host;       /* DNS name or literal (with port); or NULL */
+  size_t host_len;        /* its length; 0 = strlen(host). A name with a NUL byte
+                           * or over 255 bytes fails with UV_EAI_NONAME, at once */
   int port;
   const cn_addr *addr;    /* an explicit address (ip or unix); used when host is NULL */
   uint64_t timeout_ms;    /* one deadline for DNS and every attempt; 0 = none */
+  uint64_t attempt_timeout_ms; /* bound on each address's attempt; 0 = an equal share of
+                                * what is left of timeout_ms among the addresses left */
   cn_stream *socket;      /* optional unconnected tcp stream to connect (a reference is taken) */
 } cn_connect_opts;
 
 /* Start connecting: DNS on libuv's threadpool, then every address in
- * getaddrinfo order. w->cb runs once with 0 (then call cn_connect_take) or an
- * error: CN_ETIMEOUT, CN_ENOADDR, ECONNREFUSED, EAI_* ... */
+ * getaddrinfo order, the next one when an attempt fails or takes longer than
+ * its bound. w->cb runs once with 0 (then call cn_connect_take) or an error:
+ * CN_ETIMEOUT, CN_ENOADDR, ECONNREFUSED, EAI_* ... (the last attempt's error).
+ * With `socket`, only addresses of the socket's family are considered and
+ * the socket gets exactly one attempt; if it fails, the socket is closed. */
 int cn_connect_start(cn_loop *loop, const cn_connect_opts *opts, cn_waiter *w, cn_connect **out);
 /* After the callback: the connected stream (a reference passes to the caller) and frees op. */
 int cn_connect_take(cn_connect *op, cn_stream **out);
@@ -314,11 +330,16 @@ int cn_server_listen_fd(cn_loop *loop, int fd, const cn_server_opts *opts,
 void cn_server_ref(cn_server *srv);
 void cn_server_unref(cn_server *srv);
 /* Stop accepting and close the listener; no on_conn call after this returns.
- * close_existing aborts every live connection too. Idempotent; a later call may add close_existing. */
+ * close_existing closes every live connection at once too (waiters get
+ * CN_ECLOSED; one with unflushed bytes is reset, as by cn_stream_abort).
+ * Idempotent; a later call may add close_existing. */
 void cn_server_close(cn_server *srv, int close_existing);
-/* w->cb(0) once the listener is closed and, if close_existing was asked, every connection too. */
+/* w->cb(0) once what the latest cn_server_close asked for is done: the
+ * listener is closed and, if close_existing was asked (by that call or an
+ * earlier one), every connection too. */
 void cn_server_close_wait(cn_server *srv, cn_waiter *w);
 int cn_server_is_closed(const cn_server *srv);
+/* What the latest cn_server_close asked for is done (as for cn_server_close_wait). */
 int cn_server_is_close_finished(const cn_server *srv);
 void cn_server_set_drop(cn_server *srv, int drop);
 void cn_server_stats_get(const cn_server *srv, cn_server_stats *out);

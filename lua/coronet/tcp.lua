@@ -1,10 +1,14 @@
 --- Async's Tcp: connect, connect_sock, with_connection.
 -- Options (all optional): `timeout` (seconds for DNS and every attempt
--- together, default 10, false for none), `interrupt` (a deferred that aborts
+-- together, default 10, false for none), `attempt_timeout` (seconds for each
+-- address's attempt; by default each attempt gets an equal share of what is
+-- left of `timeout` among the addresses left, so an unreachable first
+-- address leaves time for the others), `interrupt` (a deferred that aborts
 -- the attempt), `reader_buffer_size`, `writer_buffer_size`,
 -- `buffer_age_limit` (seconds, default 120, or "unlimited"), `close_timeout`
 -- (bound on the final flush, default 5 s), `socket` (an unconnected socket
--- from `tcp.socket()`).
+-- from `tcp.socket()`: it is tried once, at the first address of its family,
+-- and closed if that attempt fails).
 -- @module coronet.tcp
 local core = require "coronet.core"
 local errors = require "coronet.errors"
@@ -28,7 +32,7 @@ local function connect_request(where_to, opts)
   if timeout == nil and opts.socket then timeout = opts.socket:gettimeouts() end -- its connect timeout
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
   return { host = where_to.host, port = where_to.port, address = where_to.address, timeout = timeout,
-           socket = opts.socket }
+           attempt_timeout = opts.attempt_timeout, socket = opts.socket }
 end
 
 -- The interrupt deferred ends this fiber's connect wait (and only that wait).

@@ -124,8 +124,31 @@ function Server:listening_on_address() return self.core:address() end
 --- The listening descriptor (accepting on it directly bypasses max_connections).
 function Server:listening_socket() return self.core:fileno() end
 
+-- Keeps self.finished for what the latest close asked for. A call that asks
+-- for more than is done (close_existing_connections after a plain close
+-- that already finished) gets a fresh ivar; one fiber at a time waits for
+-- the core and fills the current ivar with true.
+local function watch_close(self)
+  local done = self.core:is_close_finished()
+  if self.finished.filled and not done then self.finished = deferred.ivar() end
+  if self.finished.filled or self.watching_close then return end
+  if done then -- e.g. closed by the end of coronet.run
+    self.finished:fill(true)
+    return
+  end
+  self.watching_close = true
+  core.spawn(function()
+    local ok = self.core:close_wait()
+    self.watching_close = false
+    if ok and not self.finished.filled then self.finished:fill(true) end
+  end)
+end
+
 --- Stops accepting and closes the listener; with `close_existing_connections`,
--- closes every connection too. Idempotent; returns the close_finished deferred.
+-- closes every connection too. Idempotent. Returns the close_finished
+-- deferred, determined (with `true`) once what this call asked for is done:
+-- after a plain close that finished, a call with close_existing_connections
+-- returns a new deferred that waits for the connections.
 -- No handler starts after close.
 -- @tparam[opt] table opts `{close_existing_connections=bool}`
 function Server:close(opts)
@@ -134,14 +157,8 @@ function Server:close(opts)
   if not self.closed then
     self.closed = true
     if self.active == 0 then self.handlers_idle:fill() end
-    if self.core:is_close_finished() then -- e.g. closed by the end of coronet.run
-      self.finished:fill()
-    else
-      core.spawn(function()
-        if self.core:close_wait() then self.finished:fill() end
-      end)
-    end
   end
+  watch_close(self)
   return self.finished.deferred
 end
 
