@@ -237,7 +237,9 @@ describe("descriptor leaks", function()
       helper.await(server:close())
     end, 20)
     full_gc()
-    assert.are.equal(start, helper.open_fds())
+    -- No growth: a resolver descriptor from an earlier spec's detached DNS
+    -- lookup may close meanwhile, so the count can only be checked from above.
+    assert.is_true(helper.open_fds() <= start, "descriptors leaked")
     assert.are.equal(0, core.live())
   end)
 end)
