@@ -4,12 +4,12 @@
 #include <string.h>
 #include "internal.h"
 
-typedef struct cn_signal {
+struct cn_signal {
   uv_signal_t handle;
   cn__object obj;
   cn_loop *loop;
   cn_list waiters;
-} cn_signal;
+};
 
 static void on_closed(uv_handle_t *handle) {
   cn_signal *sig = CN_CONTAINER_OF(handle, cn_signal, handle);
@@ -34,7 +34,7 @@ static void close_for_loop(cn__object *obj, int abort) {
   uv_close((uv_handle_t *)&sig->handle, on_closed);
 }
 
-int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w) {
+int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w, cn_signal **out) {
   cn_signal *sig = calloc(1, sizeof *sig);
   if (!sig) return UV_ENOMEM;
   uv_signal_init(cn_loop_uv(loop), &sig->handle);
@@ -47,7 +47,16 @@ int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w) {
   cn_list_init(&sig->waiters);
   cn__object_add(loop, &sig->obj, close_for_loop);
   cn__waiter_attach(&sig->waiters, w, loop, 0);
+  *out = sig;
   return 0;
+}
+
+/* w is linked only while it waits on sig, and sig closes only after its
+ * waiters are unlinked: a linked w proves sig is alive and not closing. */
+void cn_signal_cancel(cn_signal *sig, cn_waiter *w) {
+  if (!cn_list_linked(&w->link_)) return;
+  cn_list_remove(&w->link_);
+  if (cn_list_empty(&sig->waiters)) uv_close((uv_handle_t *)&sig->handle, on_closed);
 }
 
 int cn_signal_number(const char *name) {

@@ -117,8 +117,13 @@ uv_loop_t *cn_loop_uv(cn_loop *loop);
 /* Runs uv_run once in `mode`. UV_EBUSY if the loop is already running (uv_run is not re-entrant). */
 int cn_loop_run(cn_loop *loop, uv_run_mode mode);
 int cn_loop_running(const cn_loop *loop);
+/* Whether a pass of the loop has anything to do: an active or closing handle, a request or a task. */
+int cn_loop_alive(cn_loop *loop);
 void cn_loop_stop(cn_loop *loop);
-uint64_t cn_loop_now(cn_loop *loop); /* loop time, ms */
+uint64_t cn_loop_now(cn_loop *loop); /* loop time, ms, as cached at the start of the turn */
+/* Refreshes the loop time (uv_update_time): a deadline taken after CPU work
+ * in the same turn must count from now, not from the turn's start. */
+void cn_loop_update_time(cn_loop *loop);
 double cn_loop_hrnow(void);          /* monotonic seconds */
 int cn_loop_backend_fd(cn_loop *loop);
 /* Milliseconds the loop would block in poll: 0 with work due, -1 with nothing scheduled. */
@@ -167,10 +172,16 @@ void cn_timer_close(cn_timer *t);
 
 /* ---------------------------------------------------------------- signal */
 
+typedef struct cn_signal cn_signal;
 /* Waits for one delivery of signal `signum`: w->cb(w, signum) runs from the
  * loop, or w->cb(w, CN_ECLOSED) if the loop closes first. The watcher then
- * frees itself. While it waits it keeps the loop alive. */
-int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w);
+ * frees itself. While it waits it keeps the loop alive. *out names the
+ * watcher for cn_signal_cancel. */
+int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w, cn_signal **out);
+/* Gives up a wait: if w still waits on sig, detaches it and closes the
+ * watcher (w->cb never runs). If w was already fired (or queued for
+ * delivery), sig may be gone and is not touched. */
+void cn_signal_cancel(cn_signal *sig, cn_waiter *w);
 /* The number of a signal name ("SIGTERM", "TERM", "INT"...), or 0. */
 int cn_signal_number(const char *name);
 

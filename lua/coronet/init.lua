@@ -18,15 +18,10 @@ M.errors = errors
 local Fiber = {}
 Fiber.__index = Fiber
 
--- Errors keep their traceback: strings get it appended, error values get a field.
-local function with_traceback(err)
-  if type(err) == "string" then return debug.traceback(err, 2) end
-  if type(err) == "table" and err.traceback == nil then pcall(function() err.traceback = debug.traceback("", 2) end) end
-  return err
-end
-
+-- Errors keep their traceback (errors.with_traceback) and are otherwise
+-- passed on untouched, whatever they are.
 local function fiber_body(fiber, fn, ...)
-  local result = pack(xpcall(fn, with_traceback, ...))
+  local result = pack(xpcall(fn, errors.with_traceback, ...))
   fiber.done:fill(result)
   if not result[1] and not fiber.core:is_cancelled() then
     error(result[2], 0) -- uncaught: ends the run, which re-raises it
@@ -76,9 +71,13 @@ M.sleep = core.sleep
 M.now = core.now
 
 --- A deferred filled (with the signal number) when the named signal arrives, e.g. "SIGTERM".
+-- Raises on an unknown name.
 -- @tparam string name
 -- @treturn Deferred
 function M.signal(name)
+  if type(name) ~= "string" or not core.signal_number(name) then
+    error(("coronet.signal: unknown signal name '%s'"):format(tostring(name)), 2)
+  end
   local ivar = deferred.ivar()
   M.spawn(function()
     local signum = core.signal_wait(name)
@@ -97,15 +96,14 @@ local function raise_failure()
 end
 
 --- Runs one pass of the loop, for hosts that drive it themselves. Waits for
--- events up to `timeout` seconds (nil: until one arrives, 0: not at all).
--- Raises if the loop is already running, or a fiber raised.
+-- events up to `timeout` seconds (nil: until one arrives, 0: not at all);
+-- with nothing left to run it returns false at once.
+-- Raises if the loop is already running (a fiber calling step), or a fiber raised.
 -- @tparam[opt] number timeout
 -- @treturn boolean whether anything is left to run
 function M.step(timeout)
-  local waker
-  if timeout and timeout > 0 then waker = core.spawn(core.sleep, timeout) end
-  local alive = core.run_once(timeout == 0)
-  if waker then waker:cancel() end
+  if timeout ~= nil and type(timeout) ~= "number" then error("coronet.step: timeout must be seconds or nil", 2) end
+  local alive = core.run_once(timeout)
   raise_failure()
   return alive
 end
@@ -134,16 +132,24 @@ local function teardown()
   end
 end
 
+local function spawn_and_drive(fn, ...)
+  local main = M.spawn(fn, ...)
+  drive(function() return main.done.filled end)
+  return main
+end
+
 --- Runs `fn(...)` in a fiber and drives the loop until it returns; then
 -- closes whatever is still open, cancels the other fibers and returns
 -- `fn`'s results. An uncaught error in any fiber ends the run the same way
 -- and is raised here with its traceback.
 -- @tparam function fn
 function M.run(fn, ...)
+  -- Everything that can refuse the call does so before any state changes.
+  if type(fn) ~= "function" then error("coronet.run expects a function", 2) end
   if core.is_running() then error("coronet.run: the loop is already running (call run only from outside it)", 2) end
   core.set_running(true)
-  local main = M.spawn(fn, ...)
-  local ok, err = pcall(drive, function() return main.done.filled end)
+  local ok, main = pcall(spawn_and_drive, fn, ...)
+  local err = main
   teardown()
   core.set_running(false)
   raise_failure()
