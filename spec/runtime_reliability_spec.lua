@@ -9,22 +9,25 @@ local helper = require "helper"
 
 local t = helper.t
 
--- Runs `script` (Lua source using coronet) in a child lua5.4 bounded by
--- `limit` seconds; returns its output and whether it exited with status 0.
--- For behaviours whose failure is a hang of the whole process.
-local function run_script(script, limit)
+-- Runs `script` (Lua source using coronet) with `program` (given the script
+-- and the repository root) bounded by `limit` seconds, with `env` (e.g.
+-- "NAME=value") set; returns its output and whether it exited with status 0.
+-- For behaviours whose failure is a hang or a crash of the whole process.
+local function run_script_with(program, script, limit, env)
   local prelude = ("package.path = %q .. package.path; package.cpath = %q .. package.cpath; "):format(
     "lua/?.lua;lua/?/init.lua;", package.cpath:match("^[^;]*") .. ";")
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
   f:write(prelude, script)
   f:close()
-  local p = assert(io.popen(("timeout %d lua5.4 %s 2>&1"):format(math.ceil(t(limit)), path)))
+  local p = assert(io.popen(("%s timeout %d %s %s . 2>&1"):format(env or "", math.ceil(t(limit)), program, path)))
   local out = p:read("a")
   local ok = p:close()
   os.remove(path)
   return out, ok
 end
+
+local function run_script(script, limit) return run_script_with("lua5.4", script, limit) end
 
 -- A client connected to a server that writes "line\n" each time the client
 -- sends "go\n": the client's reader has nothing buffered until it asks.
@@ -245,6 +248,37 @@ describe("run and step from inside a fiber while the loop runs", function()
     assert.is_false(f.core:is_cancelled())
     assert.are.equal("done", f.done.value[1][2])
     helper.assert_clean()
+  end)
+end)
+
+describe("run and step from a fiber while a host runs the loop it lent (embed_host)", function()
+  it("are refused clearly and close nothing of the caller", function()
+    local host = package.cpath:match("^([^;]*)/%?%.so") .. "/embed_host"
+    local exists = io.open(host)
+    if not exists then return pending("embed_host is not built") end
+    exists:close()
+    local out = run_script_with(host, [[
+      local coronet = require "coronet"
+      local tcp = coronet.tcp
+      coronet.spawn(function()
+        local server = assert(tcp.Server.create(tcp.Where_to_listen.of_address(coronet.address("127.0.0.1", 0)),
+          function(_, r, w) w:write(r:read_line(), "\n") end))
+        local ok1, e1 = pcall(coronet.run, function() return 1 end)
+        local ok2, e2 = pcall(coronet.step, 0)
+        local to = tcp.Where_to_connect.of_address(coronet.address("127.0.0.1", server:listening_on()))
+        local sock, r, w = assert(tcp.connect(to))
+        w:write("still here\n")
+        io.write(tostring(ok1), " ", tostring(ok2), " ", tostring(r:read_line()), "\n", tostring(e1), "\n",
+          tostring(e2), "\n")
+        sock:close()
+        server:close()
+        embed_done = true
+      end)
+    ]], 20, "CORONET_EMBED_HOST_LOOP=1")
+    local first, e1, e2 = out:match("^([^\n]*)\n([^\n]*)\n([^\n]*)")
+    assert.are.equal("false false still here", first, out)
+    assert.matches("already running", e1, 1, true)
+    assert.matches("already running", e2, 1, true)
   end)
 end)
 
