@@ -141,6 +141,40 @@ describe("a stray coroutine.resume of a waiting fiber", function()
   end)
 end)
 
+describe("a stray coroutine.resume of a fiber at a bare coroutine.yield()", function()
+  -- There the fiber is plain Lua with no coronet continuation: the stray
+  -- resume runs it (it cannot wait meanwhile), and coronet copes if it ends.
+  it("runs it as plain Lua; if it ends there, the fiber is finished and joinable, and nothing crashes", function()
+    helper.run(function()
+      local co
+      local f = coronet.spawn(function()
+        co = coroutine.running()
+        for _ = 1, 3 do coroutine.yield() end
+        return "ended"
+      end)
+      coronet.sleep(0)
+      for _ = 1, 5 do coroutine.resume(co) end
+      assert.are.equal("dead", coroutine.status(co))
+      assert.are.equal("ended", f:join(t(5)))
+      assert.is_true(helper.eventually(function() return f.core:is_dead() end))
+    end)
+  end)
+end)
+
+describe("a cancelled signal wait", function()
+  it("closes its watcher at once, not at the run's end", function()
+    helper.run(function()
+      local f = coronet.spawn(function() return core.signal_wait("SIGUSR2") end)
+      coronet.sleep(t(0.01))
+      assert.are.equal(1, core.live())
+      f:cancel()
+      local _, _, code = f:join(t(2))
+      assert.are.equal("cancelled", code)
+      assert.is_true(helper.eventually(function() return core.live() == 0 end))
+    end)
+  end)
+end)
+
 describe("coronet.run always ends", function()
   local loops = {
     { "on coronet.signal(name):wait()", [[
