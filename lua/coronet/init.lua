@@ -102,7 +102,9 @@ end
 -- @tparam[opt] number timeout
 -- @treturn boolean whether anything is left to run
 function M.step(timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then error("coronet.step: timeout must be seconds or nil", 2) end
+  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
+    error("coronet.step: timeout must be seconds >= 0, or nil", 2)
+  end
   local alive = core.run_once(timeout)
   raise_failure()
   return alive
