@@ -244,7 +244,11 @@ static int l_ctx_gc(lua_State *L) {
 static void open_ctx(lua_State *L, uv_loop_t *host_loop) {
   lcn_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
   memset(ctx, 0, sizeof *ctx);
-  ctx->L = L;
+  /* The main thread, even when the module is first required from a
+   * coroutine (which may later be suspended or dead). */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  ctx->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
   ctx->failure_ref = ctx->logger_ref = ctx->logger_thread_ref = LUA_NOREF;
   cn_list_init(&ctx->fibers);
   int rc = cn_loop_new(&ctx->loop, host_loop);
