@@ -105,7 +105,7 @@ function Ivar:is_full() return self.filled end
 function Ivar:read() return self.deferred end
 
 --- Waits until determined and returns its values; `nil, err, "timeout"|"cancelled"` otherwise.
--- @tparam[opt] number timeout seconds
+-- @tparam[opt] number timeout seconds (nil, false or math.huge: none)
 function Deferred:wait(timeout)
   if timeout ~= nil and timeout ~= false and not (type(timeout) == "number" and timeout >= 0) then
     error("coronet: wait's timeout must be seconds >= 0, or nil or false for none", 2)

@@ -62,7 +62,10 @@ function Fiber:__tostring() return tostring(self.core) end
 --- `coronet.cancel(fiber)`, `coronet.join(fiber[, timeout])`, `coronet.is_done(fiber)`: the methods as functions.
 M.cancel, M.join, M.is_done = Fiber.cancel, Fiber.join, Fiber.is_done
 
---- Suspends the running fiber for `seconds`. Returns true, or `nil, err, "cancelled"`.
+--- Suspends the running fiber for `seconds`, counted from the call. Returns
+-- true, or `nil, err, "cancelled"`. Like every timeout, a duration of 2^31 s
+-- or more (math.huge) means none: the fiber sleeps until cancelled. NaN and
+-- negative durations raise.
 -- @function sleep
 M.sleep = core.sleep
 
