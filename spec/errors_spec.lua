@@ -164,3 +164,27 @@ describe("error codes", function()
     end)
   end)
 end)
+
+describe("errors.with_traceback (the fibers' message handler)", function()
+  it("appends the traceback to a string, adds a field to a table, passes anything else untouched", function()
+    assert.matches("^boom\nstack traceback:", errors.with_traceback("boom"))
+    local plain = {}
+    assert.are.equal(plain, errors.with_traceback(plain))
+    assert.matches("stack traceback", plain.traceback, 1, true)
+    local kept = { traceback = "mine" }
+    assert.are.equal("mine", errors.with_traceback(kept).traceback)
+    assert.is_nil(errors.with_traceback(nil))
+    assert.are.equal(42, errors.with_traceback(42))
+  end)
+
+  it("never raises: a table whose metamethods raise is returned as it is", function()
+    local hostile = setmetatable({}, {
+      __index = function() error("index-boom") end,
+      __newindex = function() error("newindex-boom") end,
+    })
+    assert.are.equal(hostile, errors.with_traceback(hostile))
+    local ok, err = xpcall(error, errors.with_traceback, hostile)
+    assert.is_false(ok)
+    assert.are.equal(hostile, err)
+  end)
+end)

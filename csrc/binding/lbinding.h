@@ -29,6 +29,9 @@ typedef struct lcn_ctx {
   int failure_ref;    /* registry ref of the first uncaught error, or LUA_NOREF */
   int logger_ref;     /* registry ref of the logger function, or LUA_NOREF */
   int closed;         /* the context was finalized (lua_close): guards a second __gc */
+  lua_State *logger;  /* the thread the logger runs on, anchored by logger_thread_ref */
+  int logger_thread_ref;
+  cn_timer *step_timer; /* bounds coronet.step(timeout); created on first use */
   const void *metatables[LCN_C_COUNT];
   struct lcn_fiber *current; /* the fiber being resumed, if any */
 } lcn_ctx;
@@ -55,6 +58,13 @@ typedef struct lcn_fiber {
   int parked;         /* waiting in coronet's park (deferreds, sleep) */
   lua_Integer ticket; /* increments whenever a wait ends */
   int waits_after_cancel;
+  /* The wait in progress: its continuation and context, the stack top when
+   * it yielded, its deadline, and whether that deadline got its grace poll. */
+  lua_KFunction k;
+  lua_KContext kctx;
+  int base;
+  lua_Integer deadline;
+  int graced;
 } lcn_fiber;
 
 /* A connection as Lua sees it: the socket userdata. The reader and writer
@@ -80,15 +90,21 @@ void lcn_setfuncs(lua_State *L, const luaL_Reg *funcs);
 
 /* lfiber.c */
 int lcn_open_fiber(lua_State *L);
-/* The running fiber; raises a clear error (naming coronet.spawn) if L is not one. */
+/* The running fiber, checked for a wait: every waiting call calls this
+ * before it attaches a waiter or starts a core operation. Raises a clear
+ * error if L is not a coronet fiber (naming coronet.spawn) or cannot yield
+ * here (a C boundary such as a table.sort comparator), and unwinds a
+ * cancelled fiber that keeps waiting. */
 lcn_fiber *lcn_fiber_current(lua_State *L);
 /* Suspends the running fiber whose waiter is attached to a core operation.
  * `deadline_ms` is absolute loop time, or < 0 for none. The continuation
- * reads the outcome with lcn_fiber_status. */
+ * runs only when lfiber resumes the fiber (a stray coroutine.resume is
+ * refused before it) and reads the outcome with lcn_fiber_status. */
 int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abort_fn abort, void *abort_data,
                    lua_KFunction k, lua_KContext kctx);
 int lcn_fiber_status(lua_State *L);
-/* Loop time in ms after `seconds` (nil or false: none, giving -1). */
+/* Loop time in ms after `seconds` (nil or false: none, giving -1), counted
+ * from the time now, not from the loop's cached time. */
 lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds);
 void lcn_fibers_cancel_all(lcn_ctx *ctx);
 void lcn_spawn(lua_State *L, int nargs);
@@ -138,6 +154,13 @@ int lcn_open_timer(lua_State *L);
 
 /* Registers class cls: a metatable with the metamethods and __index = methods. */
 void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta);
+/* Durations in seconds: a number >= 0 (NaN and negatives raise); from
+ * LCN_MAX_SECONDS up (math.huge included) they mean none, giving -1.
+ * opt: nil gives def, false gives -1 (none). */
+#define LCN_MAX_SECONDS 2147483647.0 /* about 68 years */
+double lcn_check_seconds(lua_State *L, int idx);
 double lcn_opt_seconds(lua_State *L, int idx, double def);
+/* Whole milliseconds of a checked duration, rounded; -1 stays -1 (none). */
+lua_Integer lcn_ms(double seconds);
 
 #endif

@@ -53,29 +53,74 @@ void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Re
   lua_pop(L, 3);
 }
 
+/* A duration of LCN_MAX_SECONDS or more (math.huge, 1e300) means no
+ * deadline, as false does: waiting that long is waiting forever, and a run
+ * whose main fiber sleeps forever with nothing else alive still reports a
+ * deadlock instead of hanging. Below it, seconds convert to milliseconds
+ * without overflow. */
+double lcn_check_seconds(lua_State *L, int idx) {
+  double s = luaL_checknumber(L, idx);
+  luaL_argcheck(L, s == s, idx, "duration is NaN");
+  luaL_argcheck(L, s >= 0, idx, "duration must be >= 0 seconds");
+  return s < LCN_MAX_SECONDS ? s : -1;
+}
+
 double lcn_opt_seconds(lua_State *L, int idx, double def) {
   if (lua_isnoneornil(L, idx)) return def;
   if (lua_isboolean(L, idx) && !lua_toboolean(L, idx)) return -1;
-  double s = luaL_checknumber(L, idx);
-  luaL_argcheck(L, s >= 0, idx, "timeout must be >= 0 seconds (false for none)");
-  return s;
+  return lcn_check_seconds(L, idx);
 }
 
-/* core.run_once(nowait) -> alive: one pass of the loop. */
+lua_Integer lcn_ms(double seconds) { return seconds < 0 ? -1 : (lua_Integer)(seconds * 1000.0 + 0.5); }
+
+/* The loop runs when someone runs it through us, or when a fiber is being
+ * resumed: that proves a host runs the loop it lent us. */
+static int loop_running(lcn_ctx *ctx) { return cn_loop_running(ctx->loop) || ctx->current != NULL; }
+
+static int loop_alive(lcn_ctx *ctx) { return cn_loop_alive(ctx->loop); }
+
+static void on_step_timeout(cn_timer *t, void *data) {
+  (void)t;
+  (void)data; /* only ends the poll */
+}
+
+/* One pass that polls at most ms: a timer bounds it, stopped again after. */
+static int run_once_for(lcn_ctx *ctx, lua_Integer ms) {
+  if (!ctx->step_timer && cn_timer_new(ctx->loop, &ctx->step_timer) < 0) return UV_ENOMEM;
+  cn_timer_start(ctx->step_timer, (uint64_t)ms, on_step_timeout, ctx);
+  int rc = cn_loop_run(ctx->loop, UV_RUN_ONCE);
+  cn_timer_stop(ctx->step_timer);
+  return rc;
+}
+
+/* core.run_once([timeout]) -> alive: one pass of the loop. No timeout: wait
+ * until something happens; true or 0: do not wait; seconds: wait at most that. */
 static int l_run_once(lua_State *L) {
   lcn_ctx *ctx = lcn_ctx_get(L);
-  if (cn_loop_running(ctx->loop)) return luaL_error(L, "the coronet loop is already running (uv_run is not re-entrant)");
+  lua_Integer ms = -1;
+  if (lua_isboolean(L, 1))
+    ms = lua_toboolean(L, 1) ? 0 : -1;
+  else if (!lua_isnoneornil(L, 1))
+    ms = lcn_ms(lcn_check_seconds(L, 1)); /* none (-1): until something happens */
+  if (loop_running(ctx)) return luaL_error(L, "the coronet loop is already running (uv_run is not re-entrant)");
   lua_State *saved = ctx->L;
   ctx->L = L;
-  int alive = cn_loop_run(ctx->loop, lua_toboolean(L, 1) ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+  int rc;
+  if (ms == 0 || (ms > 0 && !loop_alive(ctx)))
+    rc = cn_loop_run(ctx->loop, UV_RUN_NOWAIT);
+  else if (ms > 0)
+    rc = run_once_for(ctx, ms);
+  else
+    rc = cn_loop_run(ctx->loop, UV_RUN_ONCE);
   ctx->L = saved;
-  lua_pushboolean(L, alive > 0);
+  if (rc < 0) return luaL_error(L, "coronet: cannot run the loop: %s", cn_strerror(rc));
+  lua_pushboolean(L, loop_alive(ctx));
   return 1;
 }
 
 static int l_is_running(lua_State *L) {
   lcn_ctx *ctx = lcn_ctx_get(L);
-  lua_pushboolean(L, ctx->running || cn_loop_running(ctx->loop));
+  lua_pushboolean(L, ctx->running || loop_running(ctx));
   return 1;
 }
 
@@ -130,27 +175,47 @@ static int l_backend_timeout(lua_State *L) {
   return 1;
 }
 
-/* The logger runs on the loop's thread; it must not wait. Its errors are dropped, not raised into the loop. */
-static void log_to_lua(void *data, const char *msg) {
-  lcn_ctx *ctx = data;
-  lua_State *L = ctx->L;
-  if (ctx->logger_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->logger_ref);
-  lua_pushstring(L, msg);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+/* Runs on the logger's thread, protected: logger(msg). */
+static int call_logger(lua_State *T) {
+  lcn_ctx *ctx = lua_touserdata(T, 1);
+  const char *msg = lua_touserdata(T, 2);
+  lua_rawgeti(T, LUA_REGISTRYINDEX, ctx->logger_ref);
+  lua_pushstring(T, msg);
+  lua_call(T, 1, 0);
+  return 0;
 }
 
-/* core.set_logger(fn|nil) */
+/* The core calls this from libuv callbacks and from fibers alike, so the
+ * logger runs on a thread of its own (never a suspended or dead one), and
+ * everything that can raise, allocation included, runs under the pcall:
+ * nothing escapes into libuv. It cannot wait; its errors are dropped. */
+static void log_to_lua(void *data, const char *msg) {
+  lcn_ctx *ctx = data;
+  lua_State *T = ctx->logger;
+  if (!T || !lua_checkstack(T, 3)) return;
+  lua_pushcfunction(T, call_logger);
+  lua_pushlightuserdata(T, ctx);
+  lua_pushlightuserdata(T, (void *)msg);
+  if (lua_pcall(T, 2, 0, 0) != LUA_OK) lua_pop(T, 1);
+}
+
+/* core.set_logger(fn|nil). The logger's thread is made once and kept for
+ * the state's life: a logger may replace itself while it runs on it. */
 static int l_set_logger(lua_State *L) {
   lcn_ctx *ctx = lcn_ctx_get(L);
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_isfunction(L, 1) && !ctx->logger) {
+    lua_State *T = lua_newthread(L);
+    ctx->logger_thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ctx->logger = T;
+  }
+  cn_loop_set_logger(ctx->loop, NULL, NULL);
   luaL_unref(L, LUA_REGISTRYINDEX, ctx->logger_ref);
   ctx->logger_ref = LUA_NOREF;
-  if (lua_isfunction(L, 1)) {
-    lua_pushvalue(L, 1);
-    ctx->logger_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  cn_loop_set_logger(ctx->loop, ctx->logger_ref == LUA_NOREF ? NULL : log_to_lua, ctx);
+  if (!lua_isfunction(L, 1)) return 0;
+  lua_pushvalue(L, 1);
+  ctx->logger_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  cn_loop_set_logger(ctx->loop, log_to_lua, ctx);
   return 0;
 }
 
@@ -166,6 +231,8 @@ static int l_ctx_gc(lua_State *L) {
   if (ctx->closed) return 0;
   ctx->closed = 1;
   cn_loop_set_logger(ctx->loop, NULL, NULL);
+  if (ctx->step_timer) cn_timer_close(ctx->step_timer);
+  ctx->step_timer = NULL;
   cn_loop_close_all(ctx->loop, 1);
   if (!cn_loop_running(ctx->loop))
     while (cn_loop_live(ctx->loop) > 0 && cn_loop_run(ctx->loop, UV_RUN_ONCE) > 0) {
@@ -177,8 +244,12 @@ static int l_ctx_gc(lua_State *L) {
 static void open_ctx(lua_State *L, uv_loop_t *host_loop) {
   lcn_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
   memset(ctx, 0, sizeof *ctx);
-  ctx->L = L;
-  ctx->failure_ref = ctx->logger_ref = LUA_NOREF;
+  /* The main thread, even when the module is first required from a
+   * coroutine (which may later be suspended or dead). */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  ctx->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  ctx->failure_ref = ctx->logger_ref = ctx->logger_thread_ref = LUA_NOREF;
   cn_list_init(&ctx->fibers);
   int rc = cn_loop_new(&ctx->loop, host_loop);
   if (rc < 0) luaL_error(L, "coronet: cannot create the loop: %s", cn_strerror(rc));

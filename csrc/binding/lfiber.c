@@ -24,11 +24,32 @@ static void resume(lcn_fiber *f, int nargs);
 
 #define LCN_MAX_WAITS_AFTER_CANCEL 1000
 
+/* A cancelled fiber's waits (and bare yields) return at once; one that
+ * ignores that and keeps going would spin forever and keep run from ending,
+ * so past a bound it is unwound with an error instead. */
+static const char unwinding_msg[] = "coronet: this fiber was cancelled but keeps waiting (%d waits since): unwinding it";
+
+static int unwind_if_ignoring_cancel(lua_State *L, lcn_fiber *f) {
+  if (++f->waits_after_cancel <= LCN_MAX_WAITS_AFTER_CANCEL) return 0;
+  return luaL_error(L, unwinding_msg, f->waits_after_cancel - 1);
+}
+
 lcn_fiber *lcn_fiber_current(lua_State *L) {
   lcn_fiber *f = fiber_of(L);
   if (f == NULL || f->co != L || f->state != LCN_RUNNING)
     luaL_error(L, "this call waits, so it must run in a coronet fiber: start one with coronet.spawn(fn) "
                   "or coronet.run(fn) (a coroutine made with coroutine.create cannot wait)");
+  /* Checked before anything attaches: a failed yield would leave a waiter
+   * pointing at a fiber that is not waiting (and later freed). */
+  if (!lua_isyieldable(L))
+    luaL_error(L, "coronet: this call waits, but the fiber cannot yield here: it runs inside a C function "
+                  "(a table.sort comparator, a string.gsub callback, a metamethod, a load reader...); "
+                  "wait outside it");
+  /* Every call that returns "cancelled" counts, whichever path it takes. */
+  if (f->cancelled) unwind_if_ignoring_cancel(L, f);
+  /* A wait counts from when it starts: the core's own timers (a connect's
+   * timeout) then do too, even after CPU work earlier in this turn. */
+  cn_loop_update_time(f->ctx->loop);
   return f;
 }
 
@@ -43,7 +64,8 @@ static void end_wait(lcn_fiber *f, int status) {
   if (f->timer) cn_timer_stop(f->timer);
 }
 
-/* Detaches the fiber from what it waits on, so that no callback can wake it. */
+/* Detaches the fiber from what it waits on, so that no callback can wake it
+ * (the core object hears of the cancel through the waiter). */
 static void detach(lcn_fiber *f) {
   cn_waiter_cancel(&f->waiter);
   if (f->abort) f->abort(f);
@@ -57,10 +79,20 @@ static void on_wake(cn_waiter *w, int status) {
   resume(f, 0);
 }
 
+/* A deadline that fires late (the loop was busy, e.g. a fiber computed past
+ * it) has not seen the I/O that became ready meanwhile: libuv runs timers
+ * before it polls. Such a deadline waits 1 ms more, once, so that the poll
+ * delivers what is already there before the wait times out. */
+#define LCN_LATE_MS 1
+
 static void on_deadline(cn_timer *t, void *data) {
   lcn_fiber *f = data;
-  (void)t;
   if (f->state != LCN_WAITING) return;
+  if (!f->graced && (lua_Integer)cn_loop_now(f->ctx->loop) > f->deadline + LCN_LATE_MS) {
+    f->graced = 1;
+    cn_timer_start(t, 1, on_deadline, f); /* not 0: libuv would run it again before polling */
+    return;
+  }
   detach(f);
   end_wait(f, CN_ETIMEOUT);
   resume(f, 0);
@@ -84,20 +116,34 @@ static void wake_later(lcn_fiber *f, int status) {
   cn_loop_post(f->ctx->loop, &f->task, resume_task);
 }
 
+/* Every wait resumes here first. Only lfiber's resume (which makes the
+ * fiber current) may continue it: a stray coroutine.resume from Lua code
+ * gets nil and a message and the fiber yields again, still waiting, so the
+ * real wake-up arrives once, later. Values a resume passed are dropped. */
+static int continue_k(lua_State *L, int status, lua_KContext kctx) {
+  lcn_fiber *f = (lcn_fiber *)kctx;
+  lua_settop(L, f->base);
+  if (f->ctx->current != f) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "coronet: this fiber waits in coronet, which alone resumes it "
+                       "(a stray coroutine.resume is refused)");
+    return lua_yieldk(L, 2, kctx, continue_k);
+  }
+  return f->k(L, status, f->kctx);
+}
+
+static int suspend(lua_State *L, lcn_fiber *f, lua_KFunction k, lua_KContext kctx) {
+  f->k = k;
+  f->kctx = kctx;
+  f->base = lua_gettop(L);
+  return lua_yieldk(L, 0, (lua_KContext)f, continue_k);
+}
+
 int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abort_fn abort, void *abort_data,
                    lua_KFunction k, lua_KContext kctx) {
   f->abort = abort;
   f->abort_data = abort_data;
   int early = f->cancelled ? CN_ECANCELLED : 0;
-  /* Waits return "cancelled" at once after a cancel; a fiber that ignores
-   * that and keeps waiting would spin forever (and keep run from ending),
-   * so past a bound it is unwound with an error instead. */
-  if (early && ++f->waits_after_cancel > LCN_MAX_WAITS_AFTER_CANCEL) {
-    detach(f);
-    end_wait(f, early);
-    return luaL_error(L, "coronet: this fiber was cancelled but keeps waiting (%d waits since): unwinding it",
-                      f->waits_after_cancel - 1);
-  }
   lua_Integer now = (lua_Integer)cn_loop_now(f->ctx->loop);
   if (!early && deadline_ms >= 0 && deadline_ms <= now) early = CN_ETIMEOUT;
   if (early) { /* the outcome is known now: no yield */
@@ -106,20 +152,31 @@ int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abor
     return k(L, LUA_OK, kctx);
   }
   if (deadline_ms >= 0) {
-    if (!f->timer && cn_timer_new(f->ctx->loop, &f->timer) < 0) return luaL_error(L, "out of memory");
+    if (!f->timer && cn_timer_new(f->ctx->loop, &f->timer) < 0) {
+      detach(f);
+      return luaL_error(L, "out of memory");
+    }
+    f->deadline = deadline_ms;
+    f->graced = 0;
     cn_timer_start(f->timer, (uint64_t)(deadline_ms - now), on_deadline, f);
   }
   f->state = LCN_WAITING;
-  return lua_yieldk(L, 0, kctx, k);
+  return suspend(L, f, k, kctx);
 }
 
 int lcn_fiber_status(lua_State *L) { return fiber_of(L)->status; }
+
+/* Loop time now, fresh: CPU work earlier in this turn does not shorten a deadline. */
+static lua_Integer fresh_now(cn_loop *loop) {
+  cn_loop_update_time(loop);
+  return (lua_Integer)cn_loop_now(loop);
+}
 
 lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds) {
   if (default_seconds < 0 && lua_isnoneornil(L, idx)) return -1;
   double s = lcn_opt_seconds(L, idx, default_seconds);
   if (s < 0) return -1;
-  return (lua_Integer)cn_loop_now(lcn_ctx_get(L)->loop) + (lua_Integer)(s * 1000.0 + 0.5);
+  return fresh_now(lcn_ctx_get(L)->loop) + lcn_ms(s);
 }
 
 /* Records the first uncaught error; the run raises it. */
@@ -146,21 +203,40 @@ static void finish(lcn_fiber *f) {
   if (ctx->running) cn_loop_stop(ctx->loop);
 }
 
+/* Unwinds a cancelled fiber found at a bare yield: raises at the fiber's
+ * next instruction, once. */
+static void unwind_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "coronet: this fiber was cancelled but keeps yielding: unwinding it");
+}
+
+/* A bare coroutine.yield() in a fiber: it runs again next turn. It counts
+ * as a wait, so a cancelled fiber polling this way is unwound too. */
+static void after_bare_yield(lcn_fiber *f) {
+  f->state = LCN_READY;
+  /* (A fiber with a hook of its own, a debugger's, keeps it and is not unwound.) */
+  if (f->cancelled && ++f->waits_after_cancel > LCN_MAX_WAITS_AFTER_CANCEL && lua_gethook(f->co) == NULL)
+    lua_sethook(f->co, unwind_hook, LUA_MASKCOUNT, 1);
+  cn_loop_post(f->ctx->loop, &f->task, resume_task);
+}
+
 static void resume(lcn_fiber *f, int nargs) {
   lua_State *co = f->co;
   lcn_ctx *ctx = f->ctx;
   lcn_fiber *outer = ctx->current; /* NULL: fibers are only resumed from the loop */
   int nres;
+  if (f->state != LCN_NEW && lua_status(co) != LUA_YIELD) { /* a stray resume ran it to its end */
+    finish(f);
+    return;
+  }
   f->state = LCN_RUNNING;
   ctx->current = f;
   int rc = lua_resume(co, NULL, nargs, &nres);
   ctx->current = outer;
   if (rc == LUA_YIELD) {
     lua_pop(co, nres);
-    if (f->state == LCN_RUNNING) { /* a bare coroutine.yield(): run again next turn */
-      f->state = LCN_READY;
-      cn_loop_post(f->ctx->loop, &f->task, resume_task);
-    }
+    if (f->state == LCN_RUNNING) after_bare_yield(f);
     return;
   }
   if (rc != LUA_OK) {
@@ -175,6 +251,8 @@ void lcn_spawn(lua_State *L, int nargs) {
   lcn_ctx *ctx = lcn_ctx_get(L);
   lcn_fiber *f = lua_newuserdatauv(L, sizeof *f, 1);
   memset(f, 0, sizeof *f);
+  f->state = LCN_DEAD; /* closed until fully built: its __gc then does nothing */
+  f->ref = LUA_NOREF;
   luaL_setmetatable(L, LCN_FIBER);
   lua_State *co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
@@ -266,15 +344,13 @@ static int l_park(lua_State *L) {
 /* core.sleep(seconds) -> true | nil, err, "cancelled". sleep(0) yields to
  * the other fibers ready this turn. */
 static int l_sleep(lua_State *L) {
+  lua_Integer ms = lcn_ms(lcn_check_seconds(L, 1));
   lcn_fiber *f = lcn_fiber_current(L);
-  double s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s >= 0, 1, "negative duration");
-  lua_Integer ms = (lua_Integer)(s * 1000.0 + 0.5);
   if (ms == 0 && !f->cancelled) {
     wake_later(f, CN_ETIMEOUT);
-    return lua_yieldk(L, 0, 1, park_k);
+    return suspend(L, f, park_k, 1);
   }
-  lua_Integer deadline = (lua_Integer)cn_loop_now(f->ctx->loop) + ms;
+  lua_Integer deadline = ms < 0 ? -1 : fresh_now(f->ctx->loop) + ms; /* -1: until cancelled */
   return lcn_fiber_wait(L, f, deadline, NULL, NULL, park_k, 1);
 }
 

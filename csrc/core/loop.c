@@ -65,8 +65,10 @@ int cn_loop_new(cn_loop **out, uv_loop_t *host) {
 
 uv_loop_t *cn_loop_uv(cn_loop *loop) { return loop->uv; }
 int cn_loop_running(const cn_loop *loop) { return loop->running; }
+int cn_loop_alive(cn_loop *loop) { return loop->head != NULL || uv_loop_alive(loop->uv); }
 void cn_loop_stop(cn_loop *loop) { uv_stop(loop->uv); }
 uint64_t cn_loop_now(cn_loop *loop) { return uv_now(loop->uv); }
+void cn_loop_update_time(cn_loop *loop) { uv_update_time(loop->uv); }
 double cn_loop_hrnow(void) { return (double)uv_hrtime() / 1e9; }
 int cn_loop_backend_fd(cn_loop *loop) { return uv_backend_fd(loop->uv); }
 int cn_loop_backend_timeout(cn_loop *loop) {

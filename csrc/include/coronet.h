@@ -119,8 +119,13 @@ uv_loop_t *cn_loop_uv(cn_loop *loop);
 /* Runs uv_run once in `mode`. UV_EBUSY if the loop is already running (uv_run is not re-entrant). */
 int cn_loop_run(cn_loop *loop, uv_run_mode mode);
 int cn_loop_running(const cn_loop *loop);
+/* Whether a pass of the loop has anything to do: an active or closing handle, a request or a task. */
+int cn_loop_alive(cn_loop *loop);
 void cn_loop_stop(cn_loop *loop);
-uint64_t cn_loop_now(cn_loop *loop); /* loop time, ms */
+uint64_t cn_loop_now(cn_loop *loop); /* loop time, ms, as cached at the start of the turn */
+/* Refreshes the loop time (uv_update_time): a deadline taken after CPU work
+ * in the same turn must count from now, not from the turn's start. */
+void cn_loop_update_time(cn_loop *loop);
 double cn_loop_hrnow(void);          /* monotonic seconds */
 int cn_loop_backend_fd(cn_loop *loop);
 /* Milliseconds the loop would block in poll: 0 with work due, -1 with nothing scheduled. */

@@ -3,6 +3,7 @@
 -- callbacks run in order on the next loop turn, never inside `fill`.
 -- @module coronet.deferred
 local core = require "coronet.core"
+local errors = require "coronet.errors"
 
 local pack, unpack = table.pack, table.unpack
 
@@ -12,12 +13,43 @@ Ivar.__index = Ivar
 local Deferred = {}
 Deferred.__index = Deferred
 
+--- What `upon` returns: `handle:cancel()` removes the callback (also as a
+-- `<close>` variable).
+-- @type Upon
+local Upon = {}
+Upon.__index = Upon
+
 local M = {}
+
+-- The pending waiters and callbacks form a doubly linked ring whose sentinel
+-- is ivar.pending: FIFO for fill, and O(1) removal for a wait that times out
+-- or an upon that is cancelled, however many share the ivar.
+local function new_ring()
+  local ring = {}
+  ring.next, ring.prev = ring, ring
+  return ring
+end
+
+local function append(ivar, entry)
+  local ring = ivar.pending
+  entry.prev, entry.next = ring.prev, ring
+  ring.prev.next = entry
+  ring.prev = entry
+  ivar.npending = ivar.npending + 1
+end
+
+-- Removes entry if it is still pending (idempotent).
+local function remove(ivar, entry)
+  if not entry.next or ivar.filled then return end
+  entry.prev.next, entry.next.prev = entry.next, entry.prev
+  entry.next, entry.prev = nil, nil
+  ivar.npending = ivar.npending - 1
+end
 
 --- A new empty ivar.
 -- @treturn Ivar
 function M.ivar()
-  local ivar = setmetatable({ filled = false, pending = {} }, Ivar)
+  local ivar = setmetatable({ filled = false, pending = new_ring(), npending = 0 }, Ivar)
   ivar.deferred = setmetatable({ ivar = ivar }, Deferred)
   return ivar
 end
@@ -30,20 +62,38 @@ function M.of(...)
   return ivar.deferred
 end
 
+--- How many waiters and `upon` callbacks wait for the ivar (or deferred).
+-- @param ivar an Ivar or a Deferred
+-- @treturn integer
+function M.pending_count(ivar)
+  return (ivar.ivar or ivar).npending
+end
+
+-- An upon callback runs as coronet.spawn runs a fiber's function: its error
+-- keeps its traceback and ends the run, unless its fiber was cancelled (an
+-- unwinding at teardown is not a failure).
+local function run_callback(f, ...)
+  local ok, err = xpcall(f, errors.with_traceback, ...)
+  if not ok and not core.current():is_cancelled() then error(err, 0) end
+end
+
 --- Fills the ivar with values; filling a full ivar raises.
 function Ivar:fill(...)
   if self.filled then error("coronet: this ivar is already filled", 2) end
   self.filled = true
   self.value = pack(...)
-  local pending = self.pending
-  self.pending = nil
-  for i = 1, #pending do
-    local entry = pending[i]
+  local ring = self.pending
+  self.pending, self.npending = nil, 0
+  local entry = ring.next
+  while entry ~= ring do
+    local next_entry = entry.next
+    entry.next, entry.prev = nil, nil
     if entry.fiber then
       core.unpark(entry.fiber, entry.ticket)
     else
-      core.spawn(entry.callback, unpack(self.value, 1, self.value.n))
+      core.spawn(run_callback, entry.callback, unpack(self.value, 1, self.value.n))
     end
+    entry = next_entry
   end
 end
 
@@ -55,20 +105,20 @@ function Ivar:is_full() return self.filled end
 function Ivar:read() return self.deferred end
 
 --- Waits until determined and returns its values; `nil, err, "timeout"|"cancelled"` otherwise.
--- @tparam[opt] number timeout seconds
+-- @tparam[opt] number timeout seconds (nil, false or math.huge: none)
 function Deferred:wait(timeout)
+  if timeout ~= nil and timeout ~= false and not (type(timeout) == "number" and timeout >= 0) then
+    error("coronet: wait's timeout must be seconds >= 0, or nil or false for none", 2)
+  end
   local ivar = self.ivar
   if ivar.filled then return unpack(ivar.value, 1, ivar.value.n) end
   local fiber = core.current()
   if not fiber then return core.park() end -- raises the "must run in a fiber" error
   local entry = { fiber = fiber, ticket = fiber:ticket() }
-  local pending = ivar.pending
-  pending[#pending + 1] = entry
+  append(ivar, entry)
   local ok, err, code = core.park(timeout)
   if not ok then
-    for i = #pending, 1, -1 do
-      if pending[i] == entry then table.remove(pending, i) break end
-    end
+    remove(ivar, entry)
     return nil, err, code
   end
   return unpack(ivar.value, 1, ivar.value.n)
@@ -83,19 +133,28 @@ function Deferred:peek()
   if ivar.filled then return unpack(ivar.value, 1, ivar.value.n) end
 end
 
---- Calls `f(values...)` in a new fiber once determined (next loop turn at the earliest).
+--- Calls `f(values...)` in a new fiber once determined (next loop turn at
+-- the earliest). The fiber runs as `coronet.spawn`'s do: an error ends the
+-- run with its traceback.
 -- @tparam function f
+-- @treturn Upon a handle: `handle:cancel()` removes the callback if it has not been started yet
 function Deferred:upon(f)
   assert(type(f) == "function", "upon expects a function")
   local ivar = self.ivar
+  local handle = setmetatable({ ivar = ivar, callback = f }, Upon)
   if ivar.filled then
-    core.spawn(f, unpack(ivar.value, 1, ivar.value.n))
+    core.spawn(run_callback, f, unpack(ivar.value, 1, ivar.value.n))
   else
-    ivar.pending[#ivar.pending + 1] = { callback = f }
+    append(ivar, handle)
   end
+  return handle
 end
 
-M.Ivar, M.Deferred = Ivar, Deferred
+--- Removes the callback if the deferred is not determined yet; idempotent.
+function Upon:cancel() remove(self.ivar, self) end
+Upon.__close = Upon.cancel
+
+M.Ivar, M.Deferred, M.Upon = Ivar, Deferred, Upon
 -- The operations as functions taking the ivar or deferred first.
 M.fill, M.read, M.is_full = Ivar.fill, Ivar.read, Ivar.is_full
 M.wait, M.is_determined, M.peek, M.upon = Deferred.wait, Deferred.is_determined, Deferred.peek, Deferred.upon

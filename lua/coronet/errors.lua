@@ -31,4 +31,20 @@ function M.is(err, code)
   return getmetatable(err) == M.metatable and (code == nil or err.code == code)
 end
 
+local function add_traceback(err, traceback)
+  if err.traceback == nil then err.traceback = traceback end
+end
+
+--- The message handler of coronet's fibers: a string error gets the
+-- traceback appended; a table gets a `traceback` field when it takes one;
+-- anything else (nil included), and a table whose metamethods raise, is
+-- passed on untouched. It never raises.
+-- @param err the error value
+-- @return the error value
+function M.with_traceback(err)
+  if type(err) == "string" then return debug.traceback(err, 2) end
+  if type(err) == "table" then pcall(add_traceback, err, debug.traceback("", 2)) end
+  return err
+end
+
 return M

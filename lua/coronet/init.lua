@@ -18,15 +18,10 @@ M.errors = errors
 local Fiber = {}
 Fiber.__index = Fiber
 
--- Errors keep their traceback: strings get it appended, error values get a field.
-local function with_traceback(err)
-  if type(err) == "string" then return debug.traceback(err, 2) end
-  if type(err) == "table" and err.traceback == nil then pcall(function() err.traceback = debug.traceback("", 2) end) end
-  return err
-end
-
+-- Errors keep their traceback (errors.with_traceback) and are otherwise
+-- passed on untouched, whatever they are.
 local function fiber_body(fiber, fn, ...)
-  local result = pack(xpcall(fn, with_traceback, ...))
+  local result = pack(xpcall(fn, errors.with_traceback, ...))
   fiber.done:fill(result)
   if not result[1] and not fiber.core:is_cancelled() then
     error(result[2], 0) -- uncaught: ends the run, which re-raises it
@@ -67,7 +62,10 @@ function Fiber:__tostring() return tostring(self.core) end
 --- `coronet.cancel(fiber)`, `coronet.join(fiber[, timeout])`, `coronet.is_done(fiber)`: the methods as functions.
 M.cancel, M.join, M.is_done = Fiber.cancel, Fiber.join, Fiber.is_done
 
---- Suspends the running fiber for `seconds`. Returns true, or `nil, err, "cancelled"`.
+--- Suspends the running fiber for `seconds`, counted from the call. Returns
+-- true, or `nil, err, "cancelled"`. Like every timeout, a duration of 2^31 s
+-- or more (math.huge) means none: the fiber sleeps until cancelled. NaN and
+-- negative durations raise.
 -- @function sleep
 M.sleep = core.sleep
 
@@ -76,9 +74,13 @@ M.sleep = core.sleep
 M.now = core.now
 
 --- A deferred filled (with the signal number) when the named signal arrives, e.g. "SIGTERM".
+-- Raises on an unknown name.
 -- @tparam string name
 -- @treturn Deferred
 function M.signal(name)
+  if type(name) ~= "string" or not core.signal_number(name) then
+    error(("coronet.signal: unknown signal name '%s'"):format(tostring(name)), 2)
+  end
   local ivar = deferred.ivar()
   M.spawn(function()
     local signum = core.signal_wait(name)
@@ -97,15 +99,16 @@ local function raise_failure()
 end
 
 --- Runs one pass of the loop, for hosts that drive it themselves. Waits for
--- events up to `timeout` seconds (nil: until one arrives, 0: not at all).
--- Raises if the loop is already running, or a fiber raised.
+-- events up to `timeout` seconds (nil: until one arrives, 0: not at all);
+-- with nothing left to run it returns false at once.
+-- Raises if the loop is already running (a fiber calling step), or a fiber raised.
 -- @tparam[opt] number timeout
 -- @treturn boolean whether anything is left to run
 function M.step(timeout)
-  local waker
-  if timeout and timeout > 0 then waker = core.spawn(core.sleep, timeout) end
-  local alive = core.run_once(timeout == 0)
-  if waker then waker:cancel() end
+  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
+    error("coronet.step: timeout must be seconds >= 0, or nil", 2)
+  end
+  local alive = core.run_once(timeout)
   raise_failure()
   return alive
 end
@@ -134,16 +137,24 @@ local function teardown()
   end
 end
 
+local function spawn_and_drive(fn, ...)
+  local main = M.spawn(fn, ...)
+  drive(function() return main.done.filled end)
+  return main
+end
+
 --- Runs `fn(...)` in a fiber and drives the loop until it returns; then
 -- closes whatever is still open, cancels the other fibers and returns
 -- `fn`'s results. An uncaught error in any fiber ends the run the same way
 -- and is raised here with its traceback.
 -- @tparam function fn
 function M.run(fn, ...)
+  -- Everything that can refuse the call does so before any state changes.
+  if type(fn) ~= "function" then error("coronet.run expects a function", 2) end
   if core.is_running() then error("coronet.run: the loop is already running (call run only from outside it)", 2) end
   core.set_running(true)
-  local main = M.spawn(fn, ...)
-  local ok, err = pcall(drive, function() return main.done.filled end)
+  local ok, main = pcall(spawn_and_drive, fn, ...)
+  local err = main
   teardown()
   core.set_running(false)
   raise_failure()

@@ -35,13 +35,16 @@ local function connect_request(where_to, opts)
            attempt_timeout = opts.attempt_timeout, socket = opts.socket }
 end
 
--- The interrupt deferred ends this fiber's connect wait (and only that wait).
+-- The interrupt deferred ends this fiber's connect wait (and only that
+-- wait). Returns the upon handle, for the caller to cancel when the connect
+-- ends however it ends (a <close> variable), so that a shared interrupt
+-- collects no callbacks and a later wait of the fiber is never cut.
 local function arm_interrupt(interrupt, state)
-  if not interrupt then return end
+  if not interrupt then return nil end
   local fiber = core.current()
-  if not fiber then return end
+  if not fiber then return nil end
   local ticket = fiber:ticket()
-  interrupt:upon(function()
+  return interrupt:upon(function()
     if fiber:interrupt(ticket) then state.interrupted = true end
   end)
 end
@@ -57,7 +60,7 @@ function M.connect_sock(where_to, opts)
   if opts.interrupt and opts.interrupt:is_determined() then
     return nil, errors.new("cancelled", "connect to " .. where_to.description .. ": interrupted"), "cancelled"
   end
-  arm_interrupt(opts.interrupt, state)
+  local armed <close> = arm_interrupt(opts.interrupt, state)
   local sock, err, code = core.connect(request)
   if sock then return sock end
   if state.interrupted then
