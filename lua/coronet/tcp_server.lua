@@ -79,7 +79,7 @@ function M.create_sock(where_to, handler, opts)
   local server = setmetatable({ handler = handler, on_handler_error = check_error_mode(opts.on_handler_error),
                                 active = 0, closed = false, where = where_to,
                                 handlers_idle = deferred.ivar(), finished = deferred.ivar() }, Server)
-  local listen_opts = tcp.buffer_options(opts)
+  local listen_opts = tcp.buffer_options(opts, "tcp.Server.create")
   listen_opts.max_connections, listen_opts.max_accepts_per_batch = opts.max_connections, opts.max_accepts_per_batch
   listen_opts.backlog, listen_opts.reuse_port = opts.backlog, opts.reuse_port
   server.halves = opts.halves
