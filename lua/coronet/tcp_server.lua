@@ -24,11 +24,19 @@ local function check_error_mode(mode)
   return mode
 end
 
+-- The text of an error value for the log. Any value may be raised, even one
+-- whose __tostring raises: describing it must not end the run.
+local function describe(err)
+  local ok, text = pcall(tostring, err)
+  if ok and type(text) == "string" then return text end
+  return ("a %s value (its __tostring failed)"):format(type(err))
+end
+
 -- Runs in the handler's fiber after it raised.
 local function handler_failed(server, address, err)
   local mode = server.on_handler_error
   if mode == "ignore" then
-    core.log("coronet: handler for " .. tostring(address) .. " raised: " .. tostring(err))
+    core.log("coronet: handler for " .. tostring(address) .. " raised: " .. describe(err))
     return
   end
   if type(mode) == "function" then
