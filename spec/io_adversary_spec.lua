@@ -608,6 +608,43 @@ describe("hostile peers", function()
   end)
 end)
 
+describe("max_connections = 1 and clients that go away while queued", function()
+  it("clients that reset while waiting for the one slot neither block it nor crash a handler; the next client is served", function()
+    helper.run(function()
+      local release = coronet.ivar()
+      local served = {}
+      local server, port = helper.server(function(_, r, w)
+        local line = r:read_line(t(2))
+        served[#served + 1] = line or "-"
+        if line == "A" then release.deferred:wait(t(5)) end
+        if line then w:write(line .. "!\n") end
+      end, { max_connections = 1 })
+      local a, ra, wa = helper.connect(port)
+      wa:write("A\n")
+      assert.is_true(helper.eventually(function() return #served == 1 end))
+      for i = 1, 3 do -- queued behind A (connected in the kernel, not accepted), then reset
+        local s, _, w = helper.connect(port)
+        w:write("B" .. i .. "\n")
+        s:abort()
+      end
+      coronet.sleep(t(0.05))
+      release:fill()
+      assert.equal("A!", ra:read_line(t(2)))
+      a:close()
+      local c, rc, wc = helper.connect(port)
+      wc:write("C\n")
+      assert.equal("C!", rc:read_line(t(3)))
+      c:close()
+      assert.equal("A", served[1])
+      assert.equal("C", served[#served])
+      for i = 2, #served - 1 do -- a reset client's handler reads its line or the reset, nothing else
+        assert.is_truthy(served[i] == "-" or served[i]:match("^B%d$"), served[i])
+      end
+      helper.await(server:close())
+    end)
+  end)
+end)
+
 describe("server errors and closes from inside handlers", function()
   -- An error value whose __tostring raises.
   local function hostile_error()
@@ -745,6 +782,21 @@ describe("server errors and closes from inside handlers", function()
       failed_with("closed", r1:read(nil, t(2)))
       s1:close()
       helper.await(server:close_finished())
+    end)
+  end)
+end)
+
+describe("use of a closed server", function()
+  it("listening_socket() answers nil, err, \"closed\" once closing has started, never a negative number", function()
+    helper.run(function()
+      local server, port = helper.server(function() end)
+      local fd = server:listening_socket()
+      assert.is_true(math.type(fd) == "integer" and fd >= 0)
+      server:close()
+      failed_with("closed", server:listening_socket())
+      helper.await(server:close_finished())
+      failed_with("closed", server:listening_socket())
+      assert.equal(port, server:listening_on()) -- the address it had stays readable
     end)
   end)
 end)

@@ -129,7 +129,8 @@ end
 --- The address value the server listens on.
 function Server:listening_on_address() return self.core:address() end
 
---- The listening descriptor (accepting on it directly bypasses max_connections).
+--- The listening descriptor (accepting on it directly bypasses max_connections),
+-- or `nil, err, "closed"` once closing has started.
 function Server:listening_socket() return self.core:fileno() end
 
 --- Stops accepting and closes the listener; with `close_existing_connections`,
