@@ -459,11 +459,14 @@ describe("hostile peers", function()
       local stop = coronet.ivar()
       local sock, _, w = helper.pair(function(sr)
         while not stop.deferred:is_determined() do
-          if not sr:read(512) then return end
+          if not sr:read(64) then return end
           coronet.sleep(0.001)
         end
       end, nil, { reader_buffer_size = 1024 })
       fill(sock, w)
+      sock:configure({ writer_buffer_size = 1024 * 1024 * 1024 })
+      assert(w:write(string.rep("z", 4 * BIG))) -- minutes of work at 64 bytes a millisecond
+      sock:configure({ writer_buffer_size = 1024 })
       coronet.sleep(0.001) -- a loop turn after fill's CPU work: deadlines come from the loop's clock (issue 7.1)
       local t0 = coronet.now()
       failed_with("timeout", w:flush(t(0.2)))
