@@ -48,6 +48,14 @@ local function handler_failed(server, address, err)
   error(err, 0)
 end
 
+-- The handler's message handler: a string gets the traceback; any other
+-- value (nil, a table, an error object) passes untouched, as raised
+-- (debug.traceback would turn nil into a bare traceback).
+local function with_traceback(err)
+  if type(err) ~= "string" then return err end
+  return debug.traceback(err, 2)
+end
+
 local function handler_ended(server)
   server.active = server.active - 1
   if server.active == 0 and server.closed then server.handlers_idle:fill() end
@@ -63,9 +71,9 @@ local function serve(server, sock, address)
   server.active = server.active + 1
   local ok, err
   if server.halves then
-    ok, err = xpcall(server.handler, debug.traceback, address, sock:reader(), sock:writer())
+    ok, err = xpcall(server.handler, with_traceback, address, sock:reader(), sock:writer())
   else
-    ok, err = xpcall(server.handler, debug.traceback, address, sock)
+    ok, err = xpcall(server.handler, with_traceback, address, sock)
   end
   sock:close()
   handler_ended(server)
