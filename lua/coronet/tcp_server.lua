@@ -1,7 +1,10 @@
 --- Async's Tcp.Server: a listener whose handler runs in a fiber per client.
 -- Options (all optional): `max_connections` (default 10000),
 -- `max_accepts_per_batch` (default 64), `backlog` (default 511),
--- `on_handler_error` ("raise" by default, "ignore", or function(address, err)),
+-- `on_handler_error` ("raise" by default, "ignore", or function(address, err);
+-- the value the handler raised arrives untouched, nil and tables included,
+-- and a string gets the handler's traceback; "ignore" logs it and keeps
+-- serving even if its __tostring raises),
 -- `buffer_age_limit` (default 120 s, or "unlimited"), `reader_buffer_size`,
 -- `writer_buffer_size`, `close_timeout`, `reuse_port`, `socket` (a bound
 -- listening descriptor to use instead of the address). Counts are positive
