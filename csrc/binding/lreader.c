@@ -45,14 +45,43 @@ static int step_read(lua_State *L, cn_stream *s, size_t *want) {
   return 0;
 }
 
-/* The cap bounds a line's bytes without its terminator to cap - 1, whether
- * it ends in "\n" or "\r\n": the "\r" never counts against the cap, so a
- * "\r\n" line may end one byte past it (the wait below grows the buffer by
- * that byte). */
+/* The cap rule, one for lines, delimiters and contents: a frame's bytes,
+ * without its terminator, may fill the cap; only passing it fails. The
+ * terminator ("\n", "\r\n" or the delimiter) never counts, so the wait for
+ * it grows the buffer past the cap by at most its length. The bytes past the
+ * cap decide at once: unless they are the start of a terminator, the frame is
+ * too long, whatever comes later. */
+static int may_end_here(const char *p, size_t n, size_t at, const char *term, size_t tlen) {
+  return n - at < tlen && memcmp(p + at, term, n - at) == 0;
+}
+
+/* With n > cap bytes and no complete frame: can a terminator still start at
+ * or before the cap? Only a suffix of the buffer that is a proper prefix of
+ * the terminator can grow into one. */
+static int may_still_end(const char *p, size_t n, size_t cap, const char *term, size_t tlen) {
+  size_t from = n - tlen + 1 > n ? 0 : n - tlen + 1; /* the suffixes shorter than the terminator */
+  for (size_t at = from; at <= cap; at++)
+    if (may_end_here(p, n, at, term, tlen)) return 1;
+  return 0;
+}
+
+static int over_cap(const char *p, size_t n, size_t cap, const char *term, size_t tlen) {
+  return n > cap && !may_still_end(p, n, cap, term, tlen) ? CN_ELINE_TOO_LONG : 0;
+}
+
 static int scan_line(cn_stream *s, const char *p, size_t n, size_t *len, size_t *used) {
   size_t cap = cn_reader_capacity(s);
-  int rc = cn_frame_line(p, n, cap + 1, len, used);
-  if (rc == 1 && *len >= cap) return CN_ELINE_TOO_LONG;
+  int rc = cn_frame_line(p, n, cap + 2, len, used);
+  if (rc == 1 && *len > cap) return CN_ELINE_TOO_LONG;
+  if (rc == 0) return over_cap(p, n, cap, "\r\n", 2);
+  return rc;
+}
+
+static int scan_until(cn_stream *s, const char *p, size_t n, const char *delim, size_t dlen, size_t *before,
+                      size_t *used) {
+  size_t cap = cn_reader_capacity(s);
+  int rc = cn_frame_delim(p, n, delim, dlen, cap + dlen, before, used);
+  if (rc == 0) return over_cap(p, n, cap, delim, dlen);
   return rc;
 }
 
@@ -84,7 +113,7 @@ static int step_until(lua_State *L, cn_stream *s, size_t *want) {
   size_t n, dlen, before, used;
   const char *delim = luaL_checklstring(L, 2, &dlen);
   const char *p = cn_reader_peek(s, &n);
-  int rc = cn_frame_delim(p, n, delim, dlen, cn_reader_capacity(s), &before, &used);
+  int rc = scan_until(s, p, n, delim, dlen, &before, &used);
   if (rc == 1) {
     int keep = 0;
     if (lua_istable(L, 3)) {

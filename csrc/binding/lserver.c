@@ -194,8 +194,14 @@ static int l_address(lua_State *L) {
   return 1;
 }
 
+/* server:fileno() -> the listening descriptor, or nil, err, "closed" once
+ * closing has started (the number would name a descriptor that is, or soon
+ * will be, gone), as socket:getfd() does. */
 static int l_fileno(lua_State *L) {
-  lua_pushinteger(L, cn_server_fileno(check_server(L)->srv));
+  cn_server *srv = check_server(L)->srv;
+  int fd = cn_server_is_closed(srv) ? CN_ECLOSED : cn_server_fileno(srv);
+  if (fd < 0) return lcn_fail(L, fd, "listening socket", NULL);
+  lua_pushinteger(L, fd);
   return 1;
 }
 

@@ -108,12 +108,14 @@ static int flush_k(lua_State *L, int status, lua_KContext kctx) {
 }
 
 /* writer:flush([timeout]) -> true once the kernel has every byte written so
- * far. On a closed writer it waits for the close's own final flush. */
+ * far. On a closed writer it waits for the close's own final flush, and
+ * fails with the close's status once bytes were dropped (an abort, the close
+ * timeout): "closed" alone only means that nothing more may be written. */
 static int l_flush(lua_State *L) {
   lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
   cn_stream *s = lcn_conn_stream(L, h->conn);
   int st = cn_writer_status(s);
-  if (st < 0 && st != CN_ECLOSED) return lcn_fail_stream(L, st, "flush to", s);
+  if (st < 0 && (st != CN_ECLOSED || cn_writer_dropped(s))) return lcn_fail_stream(L, st, "flush to", s);
   if (cn_writer_pending(s) == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -148,7 +150,8 @@ static int l_close(lua_State *L) {
 
 static int l_is_closed(lua_State *L) {
   lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
-  lua_pushboolean(L, h->closed || !h->conn->s || cn_writer_is_closed(h->conn->s));
+  cn_stream *s = h->conn->s;
+  lua_pushboolean(L, h->closed || !s || cn_writer_is_closed(s) || cn_stream_is_closing(s)); /* an abort closes it too */
   return 1;
 }
 

@@ -114,7 +114,7 @@ void cn_stream_unref(cn_stream *s) {
 void cn_stream_configure(cn_stream *s, const cn_stream_opts *o) {
   if (o->reader_buffer_size) s->r.cap = o->reader_buffer_size;
   if (o->writer_buffer_size) s->w.hwm = o->writer_buffer_size;
-  s->w.age_limit_ms = o->buffer_age_limit_ms;
+  if (o->buffer_age_limit_ms) s->w.age_limit_ms = o->buffer_age_limit_ms;
   if (o->close_timeout_ms) s->w.close_timeout_ms = o->close_timeout_ms;
   cn__reader_update(s);
 }

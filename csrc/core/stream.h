@@ -39,6 +39,7 @@ typedef struct cn_writer {
   uint64_t pending_since, flushing_since;
   int status;           /* sticky error */
   int in_flight, closing, shutting_down, shut;
+  int dropped;          /* accepted bytes were discarded unsent */
 } cn_writer;
 
 enum { CN_STREAM_OPEN, CN_STREAM_CLOSING, CN_STREAM_CLOSED };

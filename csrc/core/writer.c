@@ -39,6 +39,8 @@ int cn_writer_status(const cn_stream *s) { return s->w.status ? s->w.status : (s
 uint64_t cn_stream_bytes_in(const cn_stream *s) { return s->bytes_in; }
 uint64_t cn_stream_bytes_out(const cn_stream *s) { return s->bytes_out; }
 
+int cn_writer_dropped(const cn_stream *s) { return s->w.dropped; }
+
 int cn__writer_done(const cn_stream *s) { return s->w.closing && (s->w.shut || s->w.status); }
 
 static cn_waiter *waiter_of(cn_stream *s) {
@@ -57,6 +59,7 @@ void cn__writer_fail_waiters(cn_stream *s, int status, int later) {
 }
 
 void cn__writer_release(cn_stream *s) {
+  if (cn_writer_pending(s)) s->w.dropped = 1;
   free(s->w.req);
   s->w.req = NULL;
   cn__loop_buf_release(s->loop, &s->w.pending);
@@ -70,6 +73,7 @@ void cn__writer_release(cn_stream *s) {
 static void fail(cn_stream *s, int err) {
   cn_writer *w = &s->w;
   if (!w->status) w->status = err;
+  if (cn_buf_len(&w->pending)) w->dropped = 1;
   cn__loop_buf_release(s->loop, &w->pending);
   cn__writer_fail_waiters(s, err, 1);
   cn__stream_maybe_finish(s);

@@ -196,7 +196,7 @@ typedef struct cn_stream cn_stream;
 typedef struct cn_stream_opts {
   size_t reader_buffer_size; /* cap on buffered input (longest line); 0 = default 64 KiB */
   size_t writer_buffer_size; /* high-water mark for cn_writer_wait users; 0 = default 64 KiB */
-  uint64_t buffer_age_limit_ms; /* unflushed data older than this closes with CN_ESTALLED; 0 = unlimited */
+  uint64_t buffer_age_limit_ms; /* unflushed data older than this closes with CN_ESTALLED; 0 = keep (unlimited at first) */
   uint64_t close_timeout_ms;    /* bound on the final flush; 0 = default 5 s */
 } cn_stream_opts;
 
@@ -272,6 +272,9 @@ int cn_writer_wait(cn_stream *s, cn_waiter *w, size_t max_pending);
 void cn_writer_close(cn_stream *s);
 int cn_writer_is_closed(const cn_stream *s);
 int cn_writer_status(const cn_stream *s);
+/* Nonzero once accepted bytes were discarded unsent (an abort, a write error,
+ * a final flush cut short): a flush can then no longer succeed. */
+int cn_writer_dropped(const cn_stream *s);
 uint64_t cn_stream_bytes_in(const cn_stream *s);
 uint64_t cn_stream_bytes_out(const cn_stream *s);
 

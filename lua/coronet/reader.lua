@@ -8,12 +8,16 @@
 -- consumes nothing. Every read takes a last argument: a timeout in
 -- seconds, `false` for none, or `{timeout = s}`; without it the socket's read
 -- timeout applies (see `socket:settimeouts`). A timeout is a deadline for the
--- whole call, never consumes buffered bytes and is not sticky. The reader's
--- cap (`reader_buffer_size`, 64 KiB by default) bounds line and delimiter
--- searches and `contents`: past it they fail with `"line_too_long"` and the
--- bytes stay buffered. Only passing the cap fails: `contents` returns
--- exactly cap bytes from a peer that sent them and closed, and a line holds
--- up to cap - 1 bytes before its "\n" or "\r\n" (the "\r" does not count).
+-- whole call, never consumes buffered bytes and is not sticky.
+--
+-- The cap rule, one for `read_line`, `read_until`, `contents` and
+-- `receive("*l"|"*a")`: the reader's cap (`reader_buffer_size`, 64 KiB by
+-- default) bounds what the call returns, without its terminator. A line, the
+-- bytes before a delimiter, or everything until EOF may hold exactly cap
+-- bytes; only passing the cap fails, with `"line_too_long"`, and the bytes
+-- stay buffered. The terminator ("\n", "\r\n", the delimiter) never counts,
+-- whatever its length. The call fails as soon as the bytes past the cap
+-- cannot be the start of its terminator, without waiting for more.
 -- @module coronet.reader
 
 --- Whatever is available: at least one byte, at most `max` (default: the cap).
@@ -23,12 +27,15 @@
 -- @treturn string, or `nil, err, code` ("closed" at EOF)
 
 --- The next line, without its "\n" and one "\r" before it. At EOF an
--- unterminated tail stays readable with `read` or `contents`.
+-- unterminated tail stays readable with `read` or `contents`. The line may
+-- hold up to cap bytes, its terminator not counted (see the module's cap rule).
 -- @function read_line
 -- @param[opt] opts timeout
 -- @treturn string, or `nil, err, code`
 
 --- The bytes before `delim`; with `{keep = true}` the delimiter is included.
+-- Up to cap bytes may come before the delimiter, whatever its length: the
+-- delimiter never counts against the cap (see the module's cap rule).
 -- @function read_until
 -- @tparam string delim
 -- @tparam[opt] table opts `keep`, `timeout`
@@ -46,7 +53,8 @@
 -- @param[opt] opts timeout
 -- @treturn string, or `nil, err, code`
 
---- Everything until EOF (bounded by the cap).
+--- Everything until EOF: up to cap bytes; a peer that sends more fails the
+-- call with `"line_too_long"`, keeping the bytes.
 -- @function contents
 -- @param[opt] opts timeout
 -- @treturn string, or `nil, err, code`

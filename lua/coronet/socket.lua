@@ -77,8 +77,8 @@
 -- Sizes are positive integers; `buffer_age_limit` is seconds > 0 and
 -- `close_timeout` seconds >= 0, both rounded up to whole milliseconds (so
 -- 1e-9 is 1 ms, never "off", and a `close_timeout` of 0 means at most 1 ms);
--- `math.huge` means no bound. An absent size or `close_timeout` keeps its
--- value; an absent `buffer_age_limit` turns the limit off. A bad value
+-- `math.huge` means no bound (it turns the age limit off). An absent option
+-- always keeps its current value. A bad value
 -- raises an error naming `socket:configure` (or `tcp.connect`,
 -- `tcp.Server.create`, which check the same way) and the option.
 -- @function configure

@@ -69,11 +69,11 @@ function M.connect_sock(where_to, opts)
   return nil, err, code
 end
 
-local function buffer_options(opts)
+local function buffer_options(opts, fn)
   local age = opts.buffer_age_limit
   if age == nil then age = DEFAULT_BUFFER_AGE_LIMIT end
-  if age == "unlimited" then age = nil end
-  assert(age == nil or (type(age) == "number" and age > 0), "coronet.tcp: buffer_age_limit must be seconds or \"unlimited\"")
+  if age == "unlimited" then age = math.huge end
+  assert(type(age) == "number" and age > 0, fn .. ": option 'buffer_age_limit' must be seconds > 0 or \"unlimited\"")
   return { reader_buffer_size = opts.reader_buffer_size, writer_buffer_size = opts.writer_buffer_size,
            buffer_age_limit = age, close_timeout = opts.close_timeout }
 end
@@ -85,7 +85,7 @@ M.buffer_options = buffer_options
 -- @return socket, reader, writer; or `nil, err, code`
 function M.connect(where_to, opts)
   opts = opts or {}
-  local buffers = buffer_options(opts)
+  local buffers = buffer_options(opts, "tcp.connect")
   core.check_stream_options(buffers, "tcp.connect") -- before connecting: a bad option leaves nothing open
   local sock, err, code = M.connect_sock(where_to, opts)
   if not sock then return nil, err, code end

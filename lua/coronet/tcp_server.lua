@@ -1,7 +1,10 @@
 --- Async's Tcp.Server: a listener whose handler runs in a fiber per client.
 -- Options (all optional): `max_connections` (default 10000),
 -- `max_accepts_per_batch` (default 64), `backlog` (default 511),
--- `on_handler_error` ("raise" by default, "ignore", or function(address, err)),
+-- `on_handler_error` ("raise" by default, "ignore", or function(address, err);
+-- the value the handler raised arrives untouched, nil and tables included,
+-- and a string gets the handler's traceback; "ignore" logs it and keeps
+-- serving even if its __tostring raises),
 -- `buffer_age_limit` (default 120 s, or "unlimited"), `reader_buffer_size`,
 -- `writer_buffer_size`, `close_timeout`, `reuse_port`, `socket` (a bound
 -- listening descriptor to use instead of the address). Counts are positive
@@ -24,11 +27,19 @@ local function check_error_mode(mode)
   return mode
 end
 
+-- The text of an error value for the log. Any value may be raised, even one
+-- whose __tostring raises: describing it must not end the run.
+local function describe(err)
+  local ok, text = pcall(tostring, err)
+  if ok and type(text) == "string" then return text end
+  return ("a %s value (its __tostring failed)"):format(type(err))
+end
+
 -- Runs in the handler's fiber after it raised.
 local function handler_failed(server, address, err)
   local mode = server.on_handler_error
   if mode == "ignore" then
-    core.log("coronet: handler for " .. tostring(address) .. " raised: " .. tostring(err))
+    core.log("coronet: handler for " .. tostring(address) .. " raised: " .. describe(err))
     return
   end
   if type(mode) == "function" then
@@ -38,6 +49,14 @@ local function handler_failed(server, address, err)
   end
   server:close()
   error(err, 0)
+end
+
+-- The handler's message handler: a string gets the traceback; any other
+-- value (nil, a table, an error object) passes untouched, as raised
+-- (debug.traceback would turn nil into a bare traceback).
+local function with_traceback(err)
+  if type(err) ~= "string" then return err end
+  return debug.traceback(err, 2)
 end
 
 local function handler_ended(server)
@@ -55,9 +74,9 @@ local function serve(server, sock, address)
   server.active = server.active + 1
   local ok, err
   if server.halves then
-    ok, err = xpcall(server.handler, debug.traceback, address, sock:reader(), sock:writer())
+    ok, err = xpcall(server.handler, with_traceback, address, sock:reader(), sock:writer())
   else
-    ok, err = xpcall(server.handler, debug.traceback, address, sock)
+    ok, err = xpcall(server.handler, with_traceback, address, sock)
   end
   sock:close()
   handler_ended(server)
@@ -79,7 +98,7 @@ function M.create_sock(where_to, handler, opts)
   local server = setmetatable({ handler = handler, on_handler_error = check_error_mode(opts.on_handler_error),
                                 active = 0, closed = false, where = where_to,
                                 handlers_idle = deferred.ivar(), finished = deferred.ivar() }, Server)
-  local listen_opts = tcp.buffer_options(opts)
+  local listen_opts = tcp.buffer_options(opts, "tcp.Server.create")
   listen_opts.max_connections, listen_opts.max_accepts_per_batch = opts.max_connections, opts.max_accepts_per_batch
   listen_opts.backlog, listen_opts.reuse_port = opts.backlog, opts.reuse_port
   server.halves = opts.halves
@@ -121,7 +140,8 @@ end
 --- The address value the server listens on.
 function Server:listening_on_address() return self.core:address() end
 
---- The listening descriptor (accepting on it directly bypasses max_connections).
+--- The listening descriptor (accepting on it directly bypasses max_connections),
+-- or `nil, err, "closed"` once closing has started.
 function Server:listening_socket() return self.core:fileno() end
 
 -- Keeps self.finished for what the latest close asked for. A call that asks

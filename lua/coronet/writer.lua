@@ -25,7 +25,9 @@
 -- @treturn true, or `nil, err, code` ("closed", "busy", "timeout", "cancelled", "stalled", "EPIPE"...)
 
 --- Waits until the kernel has every byte written so far. On a closed writer
--- it waits for the final flush that the close started.
+-- it waits for the final flush that the close started; once bytes were
+-- dropped (an abort, the close timeout, a write error) it fails with that
+-- status ("closed", "timeout", "stalled", "EPIPE"...), never true.
 -- @function flush
 -- @tparam[opt] number timeout
 -- @treturn true, or `nil, err, code`
@@ -55,20 +57,15 @@ local deferred = require "coronet.deferred"
 
 local methods = core.methods.writer
 
---- A deferred determined (with true) once the kernel has taken every byte
--- written so far, or (with nil, err, code) if the connection fails first.
--- Closing the writer meanwhile does not fail it: the close's final flush
--- still determines it.
+--- A deferred determined with what `writer:flush()` returns: true once the
+-- kernel has taken every byte written so far, or `nil, err, code` if the
+-- connection fails first or bytes were dropped. Closing the writer meanwhile
+-- does not fail it: the close's final flush still determines it.
 -- @function writer:flushed
 -- @treturn Deferred
 function methods.flushed(writer)
   local ivar = deferred.ivar()
-  local pending = writer:pending()
-  if pending == 0 then
-    ivar:fill(true)
-  else
-    core.spawn(function() ivar:fill(writer:flush()) end)
-  end
+  core.spawn(function() ivar:fill(writer:flush()) end)
   return ivar.deferred
 end
 
