@@ -1,8 +1,12 @@
-/* connect.c: one connect operation. DNS on libuv's threadpool, then each
- * address in getaddrinfo order under one overall deadline, each attempt
- * bounded by its own share of it (or by attempt_timeout_ms), so that an
- * unreachable first address leaves time for the others. Abandoning the
- * operation detaches an in-flight lookup instead of waiting for it. */
+/* connect.c: one connect operation. DNS on libuv's threadpool (or the
+ * caller's addresses), then each address in order under one overall
+ * deadline, each attempt bounded by its own share of it (or by
+ * attempt_timeout_ms), so that an unreachable first address leaves time for
+ * the others. One attempt at a time, or Happy Eyeballs (RFC 8305): families
+ * interleaved, the next attempt started after a delay while the earlier
+ * ones go on, the first to connect wins. Every attempt's outcome is kept
+ * for the error report. Abandoning the operation detaches an in-flight
+ * lookup instead of waiting for it. */
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
