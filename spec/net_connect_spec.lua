@@ -151,6 +151,20 @@ describe("coronet.net connect", function()
     end)
   end)
 
+  it("with_tcp_connect: a service name goes through coronet.net's resolver", function()
+    if not net.getaddrinfo_stream then
+      pending("needs net.getaddrinfo_stream (coronet.net's DNS part)")
+      return
+    end
+    helper.run(function()
+      local called = false
+      local r, err = net.with_tcp_connect("127.0.0.1", "no-such-service-name", function() called = true end)
+      assert.is_nil(r)
+      assert.is_false(called)
+      assert.truthy(err)
+    end)
+  end)
+
   it("Happy Eyeballs: a black hole first, a listener second, connects in about the delay", function()
     helper.run(function()
       local hole, release = black_hole()
