@@ -54,7 +54,11 @@ typedef struct lcn_fiber {
   int ref;            /* registry anchor from spawn until death */
   int state;
   int status;         /* the outcome the continuation reads */
-  int cancelled;
+  int cancelled;      /* what every wait reads: requested or scoped, and not protected */
+  int cancel_requested; /* fiber:cancel(), sticky */
+  int scope_depth;    /* cancel scopes open in this fiber (switches) */
+  int cancelled_scope; /* the outermost cancelled scope's depth, or 0 */
+  int protect;        /* protected sections open: no cancel reaches their waits */
   int parked;         /* waiting in coronet's park (deferreds, sleep) */
   lua_Integer ticket; /* increments whenever a wait ends */
   int waits_after_cancel;

@@ -26,6 +26,11 @@ static void abort_for_fiber(lcn_fiber *f) { abort_op(f->abort_data); }
  * collected by the first allocation. The box is at index 1. */
 static int fail(lua_State *L, lcn_connect_box *box, int err) {
   if (box->have_where) return lcn_fail(L, err, "connect to", &box->where);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TSTRING) { /* addresses that were never tried */
+    lua_pop(L, 1);
+    return lcn_fail(L, err, "connect", NULL);
+  }
+  lua_pop(L, 1);
   lua_pushliteral(L, "connect to ");
   lua_getiuservalue(L, 1, 1);
   lua_pushfstring(L, ":%d", box->port);
@@ -45,12 +50,42 @@ static void remember_target(lcn_connect_box *box) {
   box->have_where = 1;
 }
 
+/* Pushes {{address = a, code = "ECONNREFUSED"}, ...}: every address tried,
+ * in the order the attempts started, with its outcome. */
+static void push_attempts(lua_State *L, const cn_connect *op) {
+  size_t n = cn_connect_attempt_count(op);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    cn_addr a;
+    int code = cn_connect_attempt(op, i, &a);
+    lua_createtable(L, 0, 2);
+    lcn_push_address(L, &a);
+    lua_setfield(L, -2, "address");
+    if (code < 0) {
+      lua_pushstring(L, cn_err_name(code));
+      lua_setfield(L, -2, "code");
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* A failure carries the list of attempts as err.attempts. */
+static int fail_with_attempts(lua_State *L, lcn_connect_box *box, int err, int attempts) {
+  int n = fail(L, box, err);
+  lua_pushvalue(L, attempts);
+  lua_setfield(L, -3, "attempts"); /* nil, err, code, attempts */
+  return n;
+}
+
 static int take(lua_State *L, lcn_connect_box *box) {
   cn_stream *s;
   remember_target(box);
+  push_attempts(L, box->op);
+  int attempts = lua_gettop(L);
   int rc = cn_connect_take(box->op, &s);
   box->op = NULL;
-  if (rc < 0) return fail(L, box, rc);
+  if (rc < 0) return fail_with_attempts(L, box, rc, attempts);
+  lua_pop(L, 1);
   if (lua_isuserdata(L, 2)) { /* the caller's socket is now connected */
     cn_stream_unref(s);
     lua_settop(L, 2);
@@ -81,10 +116,32 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
+/* addresses = {address, ...} (at idx), in a userdata the box keeps as its
+ * second user value: a bad entry raises without leaking a C buffer. */
+static void read_addresses(lua_State *L, int idx, cn_connect_opts *o, int box_idx) {
+  lua_Integer n = luaL_len(L, idx);
+  luaL_argcheck(L, n > 0 && n <= 1024, 1, "'addresses' must be a non-empty array of addresses (at most 1024)");
+  cn_addr *list = lua_newuserdatauv(L, (size_t)n * sizeof *list, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    lcn_check_address(L, -1, &list[i - 1]);
+    lua_pop(L, 1);
+  }
+  lua_setiuservalue(L, box_idx, 2);
+  o->addrs = list;
+  o->naddrs = (size_t)n;
+}
+
 /* The host string becomes the box's user value, which keeps it alive while
  * the core reads it. Its full length goes to the core, which refuses a
  * name with a NUL byte or over 255 bytes (EAI_NONAME) rather than cut it. */
 static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_box *box, int box_idx) {
+  if (lua_getfield(L, idx, "addresses") != LUA_TNIL) {
+    read_addresses(L, lua_absindex(L, -1), o, box_idx);
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, idx, "host");
   lua_getfield(L, idx, "port");
   lua_getfield(L, idx, "address");
@@ -116,13 +173,14 @@ static uint64_t timeout_ms(lua_State *L, const char *field) {
   return ms ? ms : 1;
 }
 
-/* core.connect{host=, port=} | {address=}, timeout=, attempt_timeout=, socket=} -> socket | nil, err, code */
+/* core.connect{host=, port=} | {address=} | {addresses={...}}, timeout=, attempt_timeout=,
+ * happy_eyeballs_delay=, socket=} -> socket | nil, err, code (err.attempts lists each address tried) */
 static int l_connect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lcn_ctx *ctx = lcn_ctx_get(L);
   lcn_fiber *f = lcn_fiber_current(L);
-  lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+  lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 2);
   memset(box, 0, sizeof *box);
   luaL_setmetatable(L, LCN_CONNECT);
   cn_connect_opts o;
@@ -130,6 +188,7 @@ static int l_connect(lua_State *L) {
   read_target(L, 1, &o, box, 2);
   o.timeout_ms = timeout_ms(L, "timeout");
   o.attempt_timeout_ms = timeout_ms(L, "attempt_timeout");
+  o.happy_eyeballs_delay_ms = timeout_ms(L, "happy_eyeballs_delay");
   lua_getfield(L, 1, "socket"); /* index 3: the caller's socket or nil */
   if (!lua_isnil(L, 3)) o.socket = lcn_conn_stream(L, lcn_check_conn(L, 3));
   lua_replace(L, 1);

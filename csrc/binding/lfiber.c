@@ -277,9 +277,23 @@ static int l_spawn(lua_State *L) {
 
 static lcn_fiber *check_fiber(lua_State *L, int idx) { return lcn_check(L, idx, LCN_C_FIBER); }
 
+/* Cancellation comes from outside (fiber:cancel, sticky) or from a switch,
+ * for the scope it opened in this fiber and until that scope closes (so the
+ * switch's caller is not left cancelled). A protected section (a switch
+ * waiting for its own fibers and resources) is reached by neither. */
+static int cancel_wanted(const lcn_fiber *f) {
+  return f->cancel_requested || (f->cancelled_scope && f->cancelled_scope <= f->scope_depth);
+}
+
+static void update_cancelled(lcn_fiber *f) {
+  f->cancelled = !f->protect && cancel_wanted(f);
+  if (!f->cancelled) f->waits_after_cancel = 0; /* a scope's cancel ended: a fresh count next time */
+  if (f->cancelled && f->state == LCN_WAITING) wake_later(f, CN_ECANCELLED);
+}
+
 static void cancel(lcn_fiber *f) {
-  f->cancelled = 1;
-  if (f->state == LCN_WAITING) wake_later(f, CN_ECANCELLED);
+  f->cancel_requested = 1;
+  update_cancelled(f);
 }
 
 /* fiber:cancel(): the current wait and every later one return "cancelled". */
@@ -298,9 +312,59 @@ static int l_interrupt(lua_State *L) {
   return 1;
 }
 
+/* fiber:is_cancelled(): cancelled from outside, or within a cancelled scope. */
 static int l_is_cancelled(lua_State *L) {
-  lua_pushboolean(L, check_fiber(L, 1)->cancelled);
+  lua_pushboolean(L, cancel_wanted(check_fiber(L, 1)));
   return 1;
+}
+
+/* The running fiber, for the scope calls (which never wait). */
+static lcn_fiber *running_fiber(lua_State *L) {
+  lcn_fiber *f = fiber_of(L);
+  if (!f || f->state != LCN_RUNNING) luaL_error(L, "coronet: a switch must run in a coronet fiber (coronet.spawn)");
+  return f;
+}
+
+/* core.scope_open() -> depth: opens a cancel scope in the running fiber. */
+static int l_scope_open(lua_State *L) {
+  lua_pushinteger(L, ++running_fiber(L)->scope_depth);
+  return 1;
+}
+
+/* core.scope_close(depth): closes the innermost scope, which must be depth;
+ * a cancel of that scope ends with it. */
+static int l_scope_close(lua_State *L) {
+  lcn_fiber *f = running_fiber(L);
+  luaL_argcheck(L, luaL_checkinteger(L, 1) == f->scope_depth && f->scope_depth > 0, 1, "not the innermost scope");
+  f->scope_depth--;
+  if (f->cancelled_scope > f->scope_depth) f->cancelled_scope = 0;
+  update_cancelled(f);
+  return 0;
+}
+
+/* fiber:cancel_scope(depth): cancels the fiber's waits while the scope of
+ * that depth is open (a scope already closed is ignored). */
+static int l_cancel_scope(lua_State *L) {
+  lcn_fiber *f = check_fiber(L, 1);
+  lua_Integer depth = luaL_checkinteger(L, 2);
+  if (depth < 1 || depth > f->scope_depth) return 0;
+  if (!f->cancelled_scope || depth < f->cancelled_scope) f->cancelled_scope = (int)depth;
+  update_cancelled(f);
+  return 0;
+}
+
+/* core.protect(on): enters (true) or leaves (false) a protected section of
+ * the running fiber; sections nest. */
+static int l_protect(lua_State *L) {
+  lcn_fiber *f = running_fiber(L);
+  if (lua_toboolean(L, 1)) {
+    f->protect++;
+  } else {
+    luaL_argcheck(L, f->protect > 0, 1, "no protected section is open");
+    f->protect--;
+  }
+  update_cancelled(f);
+  return 0;
 }
 
 static int l_is_dead(lua_State *L) {
@@ -405,13 +469,15 @@ static int l_fiber_tostring(lua_State *L) {
 
 int lcn_open_fiber(lua_State *L) {
   static const luaL_Reg methods[] = {{"cancel", l_cancel},       {"is_cancelled", l_is_cancelled}, {"interrupt", l_interrupt},
-                                     {"is_dead", l_is_dead},     {"ticket", l_ticket},
+                                     {"is_dead", l_is_dead},     {"ticket", l_ticket},        {"cancel_scope", l_cancel_scope},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_fiber_gc}, {"__tostring", l_fiber_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"spawn", l_spawn},         {"park", l_park},
                                    {"unpark", l_unpark},       {"sleep", l_sleep},
                                    {"current", l_current},     {"cancel_all", l_cancel_all},
-                                   {"fiber_count", l_fiber_count}, {NULL, NULL}};
+                                   {"fiber_count", l_fiber_count}, {"scope_open", l_scope_open},
+                                   {"scope_close", l_scope_close}, {"protect", l_protect},
+                                   {NULL, NULL}};
   lcn_new_class(L, LCN_C_FIBER, methods, meta);
   lcn_setfuncs(L, funcs);
   return 0;

@@ -23,6 +23,7 @@ static const cn_err_entry uv_overrides[] = {
     {UV_EPIPE, NULL, "connection_reset", NULL},
     {UV_ETIMEDOUT, NULL, "timeout", NULL},
     {UV_EAI_NONAME, NULL, "no_matching_addresses", NULL},
+    {UV_EAI_AGAIN, NULL, "no_matching_addresses", NULL}, /* no resolver answered */
     {UV_EAI_NODATA, NULL, "no_matching_addresses", NULL},
     {UV_EAI_ADDRFAMILY, NULL, "no_matching_addresses", NULL},
 };

@@ -292,11 +292,17 @@ typedef struct cn_connect_opts {
   uint64_t attempt_timeout_ms; /* bound on each address's attempt; 0 = an equal share of
                                 * what is left of timeout_ms among the addresses left */
   cn_stream *socket;      /* optional unconnected tcp stream to connect (a reference is taken) */
+  const cn_addr *addrs;   /* explicit addresses, tried in order (copied); used when host is NULL */
+  size_t naddrs;          /* their number; addr is ignored when it is not 0 */
+  uint64_t happy_eyeballs_delay_ms; /* 0 = one attempt at a time; else RFC 8305: see below */
 } cn_connect_opts;
 
 /* Start connecting: DNS on libuv's threadpool, then every address in
  * getaddrinfo order, the next one when an attempt fails or takes longer than
- * its bound. w->cb runs once with 0 (then call cn_connect_take) or an error:
+ * its bound. With happy_eyeballs_delay_ms (RFC 8305), IPv6 and IPv4
+ * addresses alternate, and the next attempt also starts when the latest has
+ * neither connected nor failed within the delay; earlier attempts go on, the
+ * first to connect wins and the others are closed. w->cb runs once with 0 (then call cn_connect_take) or an error:
  * CN_ETIMEOUT, CN_ENOADDR, ECONNREFUSED, EAI_* ... (the last attempt's error).
  * With `socket`, only addresses of the socket's family are considered and
  * the socket gets exactly one attempt; if it fails, the socket is closed. */
@@ -306,8 +312,15 @@ int cn_connect_take(cn_connect *op, cn_stream **out);
 /* Abandon the operation: an attached waiter gets UV_ECANCELED (deferred); a DNS
  * lookup in flight is detached; the op frees itself. Do not use op afterwards. */
 void cn_connect_abort(cn_connect *op);
-/* The address last attempted (or the one given), for error messages; NULL before DNS answered. */
+/* The address last attempted (or the one given), for error messages; NULL before DNS answered.
+ * Once the callback ran: the winner's address, or the address of the attempt that failed last. */
 const cn_addr *cn_connect_last_addr(const cn_connect *op);
+/* Before cn_connect_take: how many addresses were tried, in the order they
+ * were started; attempt i's address (into *addr) and outcome: 0 for the one
+ * that connected (or one still out), else its error (UV_ECANCELED for one
+ * closed because another won). */
+size_t cn_connect_attempt_count(const cn_connect *op);
+int cn_connect_attempt(const cn_connect *op, size_t i, cn_addr *addr);
 
 /* ---------------------------------------------------------------- server */
 

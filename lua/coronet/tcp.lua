@@ -8,7 +8,9 @@
 -- `buffer_age_limit` (seconds, default 120, or "unlimited"), `close_timeout`
 -- (bound on the final flush, default 5 s), `socket` (an unconnected socket
 -- from `tcp.socket()`: it is tried once, at the first address of its family,
--- and closed if that attempt fails).
+-- and closed if that attempt fails), `happy_eyeballs` (off by default: the
+-- addresses are tried one at a time; `true` or `{delay = s}` races them as
+-- RFC 8305 says, see `coronet.net.with_tcp_connect`).
 -- @module coronet.tcp
 local core = require "coronet.core"
 local errors = require "coronet.errors"
@@ -25,6 +27,27 @@ local M = {
 local DEFAULT_TIMEOUT = 10
 local DEFAULT_BUFFER_AGE_LIMIT = 120
 
+local DEFAULT_HAPPY_EYEBALLS_DELAY = 0.25
+
+--- The Happy Eyeballs delay (seconds) an option asks for: `false` none,
+-- `true` the default (0.25 s), `{delay = s}` s (> 0); `nil` gives `default`.
+-- Raises on anything else, naming `fn`.
+-- @param opt the option's value
+-- @tparam ?number default
+-- @tparam string fn
+-- @treturn ?number
+function M.happy_eyeballs_delay(opt, default, fn)
+  if opt == nil then return default end
+  if opt == false then return nil end
+  if opt == true then return DEFAULT_HAPPY_EYEBALLS_DELAY end
+  local delay = type(opt) == "table" and opt.delay
+  if delay == nil and type(opt) == "table" then return DEFAULT_HAPPY_EYEBALLS_DELAY end
+  if type(delay) ~= "number" or not (delay > 0) then
+    error(fn .. ": option 'happy_eyeballs' must be true, false or {delay = seconds > 0}", 3)
+  end
+  return delay
+end
+
 local function connect_request(where_to, opts)
   assert(type(where_to) == "table" and (where_to.host or where_to.address),
     "coronet.tcp: expected a Where_to_connect value")
@@ -32,7 +55,8 @@ local function connect_request(where_to, opts)
   if timeout == nil and opts.socket then timeout = opts.socket:gettimeouts() end -- its connect timeout
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
   return { host = where_to.host, port = where_to.port, address = where_to.address, timeout = timeout,
-           attempt_timeout = opts.attempt_timeout, socket = opts.socket }
+           attempt_timeout = opts.attempt_timeout, socket = opts.socket,
+           happy_eyeballs_delay = M.happy_eyeballs_delay(opts.happy_eyeballs, nil, "tcp.connect") }
 end
 
 -- The interrupt deferred ends this fiber's connect wait (and only that

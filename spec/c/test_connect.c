@@ -41,6 +41,11 @@ static void fake_set(int n, const char *ip0, int port0, const char *ip1, int por
   fake.port[1] = port1;
 }
 
+static void fake_add(const char *ip, int port) {
+  fake.ip[fake.n] = ip;
+  fake.port[fake.n++] = port;
+}
+
 typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
 
 static gai_fn real_getaddrinfo(void) { return (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo"); }
@@ -140,13 +145,39 @@ typedef struct outcome {
   cn_stream *stream;
   int status, calls;
   double elapsed;
+  size_t attempts;              /* what the operation reports before take */
+  int codes[FAKE_MAX], ports[FAKE_MAX], families[FAKE_MAX];
+  int last_port;
 } outcome;
 
 static void on_done(cn_waiter *w, int status) {
   outcome *o = w->data;
   o->calls++;
+  o->attempts = cn_connect_attempt_count(o->op);
+  for (size_t i = 0; i < o->attempts && i < FAKE_MAX; i++) {
+    cn_addr a;
+    o->codes[i] = cn_connect_attempt(o->op, i, &a);
+    o->ports[i] = cn_addr_port(&a);
+    o->families[i] = cn_addr_family(&a);
+  }
+  const cn_addr *last = cn_connect_last_addr(o->op);
+  o->last_port = last ? cn_addr_port(last) : -1;
   o->status = cn_connect_take(o->op, &o->stream);
   CHECK_EQ_INT(o->status, status);
+}
+
+static outcome connect_fake(cn_loop *loop, cn_stream *socket, uint64_t timeout_ms, uint64_t attempt_ms);
+
+static outcome connect_with(cn_loop *loop, const cn_connect_opts *opts) {
+  outcome o;
+  cn_waiter w;
+  memset(&o, 0, sizeof o);
+  cn_waiter_init(&w, on_done, &o);
+  double start = cn_loop_hrnow();
+  if (CHECK_EQ_INT(cn_connect_start(loop, opts, &w, &o.op), 0)) run_until(loop, &o.calls);
+  o.elapsed = cn_loop_hrnow() - start;
+  CHECK_EQ_INT(o.calls, 1);
+  return o;
 }
 
 static outcome connect_fake(cn_loop *loop, cn_stream *socket, uint64_t timeout_ms, uint64_t attempt_ms) {
@@ -307,6 +338,167 @@ static void test_unresolvable_names(void) {
   cn_loop_free(loop);
 }
 
+/* ------------------------------------------------- Happy Eyeballs */
+
+static cn_connect_opts happy_opts(uint64_t delay_ms, uint64_t attempt_ms) {
+  cn_connect_opts opts = {.host = FAKE_NAME, .port = 1, .attempt_timeout_ms = attempt_ms,
+                          .happy_eyeballs_delay_ms = delay_ms};
+  return opts;
+}
+
+static int peer_port(cn_stream *s) {
+  cn_addr peer;
+  return s && cn_stream_peername(s, &peer) == 0 ? cn_addr_port(&peer) : -1;
+}
+
+static void finish_loop(cn_loop *loop, cn_stream *s) {
+  close_stream(loop, s);
+  CHECK_EQ_SIZE(cn_loop_live(loop), 0);
+  cn_loop_free(loop);
+}
+
+/* A black hole first, a listener second: the second attempt starts after
+ * the delay and connects, long before the first attempt's bound; the first
+ * is closed then, and reported as such. */
+static void test_happy_black_hole_first(void) {
+  cn_loop *loop;
+  int hole_port, filler, port, fds = open_fds();
+  int hole = black_hole(&hole_port, &filler);
+  int lfd = listener(4, &port);
+  if (!CHECK_EQ_INT(cn_loop_new(&loop, NULL), 0)) return;
+  fake_set(2, "127.0.0.1", hole_port, "127.0.0.1", port);
+  cn_connect_opts opts = happy_opts(100, 5000);
+  outcome o = connect_with(loop, &opts);
+  CHECK_EQ_INT(o.status, 0);
+  CHECK_EQ_INT(peer_port(o.stream), port);
+  CHECK(o.elapsed >= 0.09 && o.elapsed < 1.0);
+  CHECK_EQ_SIZE(o.attempts, 2);
+  CHECK_EQ_INT(o.codes[0], UV_ECANCELED);
+  CHECK_EQ_INT(o.codes[1], 0);
+  CHECK_EQ_INT(o.last_port, port);
+  finish_loop(loop, o.stream);
+  close(lfd);
+  close(filler);
+  close(hole);
+  CHECK_EQ_INT(open_fds(), fds);
+}
+
+/* Earlier attempts keep running: two black holes; once the second attempt
+ * has started, the first hole's queue is freed (its filler accepted), and
+ * the first attempt's retransmitted SYN connects while the second still
+ * hangs. Aborting the first attempt at the delay would never connect. */
+static int freed_hole = -1;
+static void free_the_hole(cn_timer *t, void *data) {
+  (void)data;
+  int fd = accept(freed_hole, NULL, NULL);
+  CHECK(fd >= 0);
+  if (fd >= 0) close(fd);
+  cn_timer_close(t);
+}
+
+static void test_happy_keeps_earlier_attempts(void) {
+  cn_loop *loop;
+  cn_timer *timer;
+  int port1, filler1, port2, filler2, fds = open_fds();
+  int hole1 = black_hole(&port1, &filler1);
+  int hole2 = black_hole(&port2, &filler2);
+  if (!CHECK_EQ_INT(cn_loop_new(&loop, NULL), 0)) return;
+  freed_hole = hole1;
+  CHECK_EQ_INT(cn_timer_new(loop, &timer), 0);
+  cn_timer_start(timer, 200, free_the_hole, NULL);
+  fake_set(2, "127.0.0.1", port1, "127.0.0.1", port2);
+  cn_connect_opts opts = happy_opts(100, 10000);
+  outcome o = connect_with(loop, &opts);
+  CHECK_EQ_INT(o.status, 0);
+  CHECK_EQ_INT(peer_port(o.stream), port1);
+  CHECK_EQ_SIZE(o.attempts, 2);
+  CHECK_EQ_INT(o.codes[0], 0);
+  CHECK_EQ_INT(o.codes[1], UV_ECANCELED);
+  finish_loop(loop, o.stream);
+  close(filler1);
+  close(filler2);
+  close(hole1);
+  close(hole2);
+  CHECK_EQ_INT(open_fds(), fds);
+}
+
+/* IPv6 and IPv4 alternate (the first address's family first), and a
+ * refused attempt starts the next at once, not after the delay. */
+static void test_happy_interleaves_and_moves_on(void) {
+  cn_loop *loop;
+  int bound, port, fds = open_fds();
+  int refused = refused_port(&bound);
+  int lfd = listener(4, &port);
+  if (!CHECK_EQ_INT(cn_loop_new(&loop, NULL), 0)) return;
+  fake.n = 0;
+  fake_add("::1", refused);
+  fake_add("::1", refused);
+  fake_add("127.0.0.1", refused);
+  fake_add("127.0.0.1", port);
+  cn_connect_opts opts = happy_opts(2000, 5000);
+  outcome o = connect_with(loop, &opts);
+  CHECK_EQ_INT(o.status, 0);
+  CHECK(o.elapsed < 1.0);
+  CHECK_EQ_SIZE(o.attempts, 4);
+  CHECK_EQ_INT(o.families[0], AF_INET6);
+  CHECK_EQ_INT(o.families[1], AF_INET);
+  CHECK_EQ_INT(o.families[2], AF_INET6);
+  CHECK_EQ_INT(o.families[3], AF_INET);
+  CHECK_EQ_INT(o.codes[1], UV_ECONNREFUSED);
+  CHECK_EQ_INT(o.codes[3], 0);
+  CHECK_EQ_INT(peer_port(o.stream), port);
+  finish_loop(loop, o.stream);
+  close(lfd);
+  close(bound);
+  CHECK_EQ_INT(open_fds(), fds);
+}
+
+/* Every attempt fails: the error is the last one's, with its address, and
+ * every attempt is listed with its own error; each is bounded on its own. */
+static void test_happy_all_fail(void) {
+  cn_loop *loop;
+  int bound, hole_port, filler, fds = open_fds();
+  int refused = refused_port(&bound);
+  int hole = black_hole(&hole_port, &filler);
+  if (!CHECK_EQ_INT(cn_loop_new(&loop, NULL), 0)) return;
+  fake_set(2, "127.0.0.1", refused, "127.0.0.1", hole_port);
+  cn_connect_opts opts = happy_opts(100, 300);
+  outcome o = connect_with(loop, &opts);
+  CHECK_EQ_INT(o.status, CN_ETIMEOUT);
+  CHECK(o.elapsed >= 0.28 && o.elapsed < 2.0);
+  CHECK_EQ_SIZE(o.attempts, 2);
+  CHECK_EQ_INT(o.codes[0], UV_ECONNREFUSED);
+  CHECK_EQ_INT(o.codes[1], CN_ETIMEOUT);
+  CHECK_EQ_INT(o.last_port, hole_port);
+  finish_loop(loop, NULL);
+  close(bound);
+  close(filler);
+  close(hole);
+  CHECK_EQ_INT(open_fds(), fds);
+}
+
+/* Explicit addresses skip DNS and race the same way. */
+static void test_happy_explicit_addresses(void) {
+  cn_loop *loop;
+  int hole_port, filler, port, fds = open_fds();
+  int hole = black_hole(&hole_port, &filler);
+  int lfd = listener(4, &port);
+  if (!CHECK_EQ_INT(cn_loop_new(&loop, NULL), 0)) return;
+  cn_addr addrs[2];
+  cn_addr_ip(&addrs[0], "127.0.0.1", hole_port);
+  cn_addr_ip(&addrs[1], "127.0.0.1", port);
+  cn_connect_opts opts = {.addrs = addrs, .naddrs = 2, .attempt_timeout_ms = 5000, .happy_eyeballs_delay_ms = 100};
+  outcome o = connect_with(loop, &opts);
+  CHECK_EQ_INT(o.status, 0);
+  CHECK_EQ_INT(peer_port(o.stream), port);
+  CHECK(o.elapsed < 1.0);
+  finish_loop(loop, o.stream);
+  close(lfd);
+  close(filler);
+  close(hole);
+  CHECK_EQ_INT(open_fds(), fds);
+}
+
 int main(void) {
   cn_loop *warm_up; /* libuv opens its process-wide descriptors with the first loop */
   if (cn_loop_new(&warm_up, NULL) == 0) cn_loop_free(warm_up);
@@ -317,5 +509,10 @@ int main(void) {
   test_unanswered_first_address(0, 200);
   test_attempt_timeout_alone();
   test_unresolvable_names();
+  test_happy_black_hole_first();
+  test_happy_keeps_earlier_attempts();
+  test_happy_interleaves_and_moves_on();
+  test_happy_all_fail();
+  test_happy_explicit_addresses();
   return check_summary();
 }
