@@ -278,6 +278,46 @@ int cn_writer_dropped(const cn_stream *s);
 uint64_t cn_stream_bytes_in(const cn_stream *s);
 uint64_t cn_stream_bytes_out(const cn_stream *s);
 
+/* ------------------------------------------------------------------- dns */
+
+/* One lookup on libuv's threadpool (getaddrinfo or getnameinfo). The owner
+ * holds the op from start until cn_dns_close; the op is not in the loop's
+ * live set (like a timer, it belongs to its owner). */
+typedef struct cn_dns cn_dns;
+
+#define CN_DNS_MAX_HOST 255 /* bytes in a DNS name (RFC 1035) */
+
+typedef struct cn_dns_query {
+  const char *host;    /* a DNS name or an IP literal; required */
+  size_t host_len;     /* its length; 0 = strlen(host). A name with a NUL byte
+                        * or over CN_DNS_MAX_HOST bytes fails with UV_EAI_NONAME, at once */
+  const char *service; /* a port number as text or a service name ("http"), or NULL (port 0) */
+  int family;          /* AF_UNSPEC, AF_INET or AF_INET6 */
+  int socktype;        /* 0 (stream and datagram), SOCK_STREAM or SOCK_DGRAM */
+} cn_dns_query;
+
+/* Starts getaddrinfo. w->cb runs once, from the loop: 0 (then read
+ * cn_dns_addrinfo) or a negative code (UV_EAI_NONAME, UV_EAI_SERVICE...).
+ * Fails now, and the callback never runs, on a bad name or no memory. */
+int cn_dns_getaddrinfo(cn_loop *loop, const cn_dns_query *q, cn_waiter *w, cn_dns **out);
+/* Starts getnameinfo of an IP address with NI_* flags (NI_DGRAM...). w->cb as above,
+ * then read cn_dns_host and cn_dns_service. A unix address fails now with UV_EAI_FAMILY. */
+int cn_dns_getnameinfo(cn_loop *loop, const cn_addr *addr, int flags, cn_waiter *w, cn_dns **out);
+/* After a successful getaddrinfo: the resolver's list, in its order, owned by op. */
+const struct addrinfo *cn_dns_addrinfo(const cn_dns *op);
+/* After a successful getnameinfo: the host name and service, owned by op. */
+const char *cn_dns_host(const cn_dns *op);
+const char *cn_dns_service(const cn_dns *op);
+/* Walks a getaddrinfo list: the address after *cursor (NULL: from the start)
+ * that no earlier entry gave, skipping raw-socket entries (getaddrinfo
+ * lists each address once per socket type). Returns 1 with *out set, 0 at
+ * the end. Pure: no I/O. */
+int cn_dns_next_address(const struct addrinfo *list, const struct addrinfo **cursor, cn_addr *out);
+/* Ends the op, whatever its state: after the callback it is freed now;
+ * before, it is detached (its callback never runs, the waiter is dropped)
+ * and freed when the threadpool is done with it, never waited for. */
+void cn_dns_close(cn_dns *op);
+
 /* --------------------------------------------------------------- connect */
 
 typedef struct cn_connect cn_connect;
