@@ -318,6 +318,53 @@ int cn_dns_next_address(const struct addrinfo *list, const struct addrinfo **cur
  * and freed when the threadpool is done with it, never waited for. */
 void cn_dns_close(cn_dns *op);
 
+/* ------------------------------------------------------------------- udp */
+
+/* A datagram socket over uv_udp_t. One owner holds it from cn_udp_new; the
+ * core frees it in its close callback, after the waiters of
+ * cn_udp_close_wait have run: the owner drops its pointer there. */
+typedef struct cn_udp cn_udp;
+
+/* One piece of a datagram to send. */
+typedef struct cn_slice {
+  const char *p;
+  size_t n;
+} cn_slice;
+
+#define CN_UDP_MAX_IPV4 65507 /* 65535 - 20 (IP header) - 8 (UDP header) */
+#define CN_UDP_MAX_IPV6 65527 /* 65535 - 8: the IPv6 header is not counted */
+#define CN_UDP_MAX_PARTS 16   /* slices per cn_udp_send */
+
+enum { CN_UDP_REUSEADDR = 1, CN_UDP_REUSEPORT = 2 };
+
+/* A socket of `family` (AF_INET or AF_INET6), not bound yet (the first send
+ * or receive binds it to a port the kernel picks). */
+int cn_udp_new(cn_loop *loop, int family, cn_udp **out);
+/* Binds to addr (of the socket's family). CN_UDP_REUSEPORT sets SO_REUSEPORT
+ * on the descriptor first (libuv 1.44 has no flag for it). */
+int cn_udp_bind(cn_udp *u, const cn_addr *addr, unsigned flags);
+int cn_udp_family(const cn_udp *u);
+int cn_udp_sockname(const cn_udp *u, cn_addr *out);
+/* Sends one datagram made of nparts slices (at most CN_UDP_MAX_PARTS). Returns 0
+ * when the kernel took it (w is not used), 1 when it was queued (as a copy:
+ * the slices may go) and w->cb runs once with 0 or an error, or a negative
+ * error now: UV_EMSGSIZE above CN_UDP_MAX_IPV4/6 bytes, UV_EAFNOSUPPORT for an
+ * address of another family, CN_EBUSY while another send waits, CN_ECLOSED. */
+int cn_udp_send(cn_udp *u, const cn_addr *to, const cn_slice *parts, size_t nparts, cn_waiter *w);
+/* Waits for one datagram: w->cb runs from the loop with its length (>= 0;
+ * 0 for an empty datagram) or a negative error; CN_ECLOSED if the socket
+ * closes first. Only while that callback runs does cn_udp_datagram give the
+ * bytes (in the loop's read scratch, never copied) and the sender. Reading
+ * runs only while a waiter waits, so no datagram is taken that nobody
+ * receives. CN_EBUSY if another waiter waits. */
+int cn_udp_recv(cn_udp *u, cn_waiter *w);
+const char *cn_udp_datagram(const cn_udp *u, size_t *len, cn_addr *from);
+/* Starts closing: waiters get CN_ECLOSED (deferred), the descriptor closes. Idempotent. */
+void cn_udp_close(cn_udp *u);
+int cn_udp_is_closing(const cn_udp *u);
+/* w->cb(w, 0) from the close callback; u is freed right after. */
+void cn_udp_close_wait(cn_udp *u, cn_waiter *w);
+
 /* --------------------------------------------------------------- connect */
 
 typedef struct cn_connect cn_connect;
