@@ -77,9 +77,8 @@ int cn_udp_is_closing(const cn_udp *u) { return u->closing; }
 void cn_udp_close_wait(cn_udp *u, cn_waiter *w) { cn__waiter_attach(&u->close_waiters, w, u->loop, 0); }
 
 static int set_reuseport(cn_udp *u) {
-  uv_os_fd_t fd;
-  int on = 1, rc = uv_fileno((uv_handle_t *)&u->handle, &fd);
-  if (rc < 0) return rc;
+  int on = 1, fd = cn_udp_fileno(u);
+  if (fd < 0) return fd;
   return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0 ? uv_translate_sys_error(errno) : 0;
 }
 
@@ -91,6 +90,12 @@ int cn_udp_bind(cn_udp *u, const cn_addr *addr, unsigned flags) {
     if (rc < 0) return rc;
   }
   return uv_udp_bind(&u->handle, (const struct sockaddr *)&addr->ss, flags & CN_UDP_REUSEADDR ? UV_UDP_REUSEADDR : 0);
+}
+
+int cn_udp_fileno(const cn_udp *u) {
+  uv_os_fd_t fd;
+  int rc = uv_fileno((const uv_handle_t *)&u->handle, &fd);
+  return rc < 0 ? rc : fd;
 }
 
 int cn_udp_sockname(const cn_udp *u, cn_addr *out) {

@@ -134,12 +134,12 @@ int cn_loop_backend_timeout(cn_loop *loop);
 void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn);
 /* Remove a queued task; it will not run. Safe if not queued. */
 void cn_loop_unpost(cn_loop *loop, cn_task *task);
-/* Streams, servers, connect operations and signal watchers not yet fully
+/* Streams, servers, connect operations, datagram sockets and signal watchers not yet fully
  * closed (timers belong to their owners and are not counted). A connect
  * operation abandoned during DNS stops counting at once; its lookup finishes
  * in the threadpool and frees it later. */
 size_t cn_loop_live(const cn_loop *loop);
-/* Start closing every stream, server, connect operation and signal watcher.
+/* Start closing every stream, server, connect operation, datagram socket and signal watcher.
  * Streams flush (bounded by their close timeout) unless `abort`; waiters get
  * CN_ECLOSED. */
 void cn_loop_close_all(cn_loop *loop, int abort);
@@ -345,6 +345,7 @@ int cn_udp_new(cn_loop *loop, int family, cn_udp **out);
 int cn_udp_bind(cn_udp *u, const cn_addr *addr, unsigned flags);
 int cn_udp_family(const cn_udp *u);
 int cn_udp_sockname(const cn_udp *u, cn_addr *out);
+int cn_udp_fileno(const cn_udp *u);
 /* Sends one datagram made of nparts slices (at most CN_UDP_MAX_PARTS). Returns 0
  * when the kernel took it (w is not used), 1 when it was queued (as a copy:
  * the slices may go) and w->cb runs once with 0 or an error, or a negative
