@@ -37,7 +37,7 @@ static int l_udp_socket(lua_State *L) {
   int family = bind ? cn_addr_family(&where) : (luaL_checkoption(L, 1, NULL, families) == 0 ? AF_INET : AF_INET6);
   luaL_argcheck(L, family == AF_INET || family == AF_INET6, 1, "a datagram socket needs an IP address, not a unix one");
   unsigned flags = (lua_toboolean(L, 2) ? CN_UDP_REUSEADDR : 0) | (lua_toboolean(L, 3) ? CN_UDP_REUSEPORT : 0);
-  lcn_udp *b = lua_newuserdatauv(L, sizeof *b, 0);
+  lcn_udp *b = lua_newuserdatauv(L, sizeof *b, 1); /* user value: the last sender's address */
   b->u = NULL;
   cn_waiter_init(&b->gone, on_gone, b);
   luaL_setmetatable(L, LCN_DATAGRAM);
@@ -130,6 +130,22 @@ static int l_send(lua_State *L) {
 
 /* ----------------------------------------------------------- receiving */
 
+/* Pushes the sender's address value. A socket usually hears from the same
+ * few peers, so the last value is kept (user value 1) and given again when
+ * the sender is the same: address values cannot change, and receiving then
+ * allocates nothing beyond the data string. */
+static void push_sender(lua_State *L, const cn_addr *from) {
+  cn_addr last;
+  if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) {
+    lcn_check_address(L, -1, &last);
+    if (last.len == from->len && memcmp(&last.ss, &from->ss, from->len) == 0) return;
+  }
+  lua_pop(L, 1);
+  lcn_push_address(L, from);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, 1);
+}
+
 /* The datagram is in the loop's scratch only during this continuation's
  * first run (it runs inside the core's read callback): copy it now. */
 static int recv_k(lua_State *L, int status, lua_KContext maxlen) {
@@ -142,7 +158,7 @@ static int recv_k(lua_State *L, int status, lua_KContext maxlen) {
   const char *p = cn_udp_datagram(b->u, &len, &from);
   int truncated = len > (size_t)maxlen;
   lua_pushlstring(L, p, truncated ? (size_t)maxlen : len);
-  lcn_push_address(L, &from);
+  push_sender(L, &from);
   lua_pushboolean(L, truncated);
   return 3;
 }
