@@ -137,7 +137,7 @@ void cn_loop_unpost(cn_loop *loop, cn_task *task);
 /* Streams, servers, connect operations, datagram sockets and signal watchers not yet fully
  * closed (timers belong to their owners and are not counted). A connect
  * operation abandoned during DNS stops counting at once; its lookup finishes
- * in the threadpool and frees it later. */
+ * in the threadpool and frees itself later (dns.c; lookups are never counted). */
 size_t cn_loop_live(const cn_loop *loop);
 /* Start closing every stream, server, connect operation, datagram socket and signal watcher.
  * Streams flush (bounded by their close timeout) unless `abort`; waiters get

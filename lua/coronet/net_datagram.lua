@@ -38,7 +38,8 @@ end
 -- @type DatagramSocket
 
 --- Sends one datagram to `addr`. Returns at once unless the socket's send
--- buffer is full (then it waits for the kernel to take the datagram).
+-- buffer is full (then it waits for the kernel to take the datagram), so
+-- call it in a fiber, as every waiting call.
 -- A datagram over 65507 bytes (IPv4) or 65527 bytes (IPv6) fails with
 -- `EMSGSIZE`; an address of the other family (or a unix one) with
 -- `EAFNOSUPPORT`; after close with `closed`.
@@ -60,9 +61,10 @@ M.send = Datagram.send
 -- @treturn boolean truncated; or `nil, err, code`
 M.recv = Datagram.recv
 
---- The bound address (`nil, err, code` once closed).
+--- The bound address (`nil, err, code` once closed). As a module
+-- function, `net.getsockname(sock)` works on any socket with the method.
 -- @function getsockname
-M.getsockname = Datagram.getsockname
+function M.getsockname(sock) return sock:getsockname() end
 
 --- Starts closing the socket; never waits. Idempotent.
 -- @function close
