@@ -16,9 +16,10 @@
 #define LCN_ADDRESS "coronet.address"
 #define LCN_CONNECT "coronet.connect"
 #define LCN_ERROR "coronet.error"
+#define LCN_DATAGRAM "coronet.datagram_socket"
 
 /* Classes, checked by metatable identity (no string lookup per call). */
-enum { LCN_C_FIBER, LCN_C_SOCKET, LCN_C_READER, LCN_C_WRITER, LCN_C_SERVER, LCN_C_ADDRESS, LCN_C_CONNECT, LCN_C_COUNT };
+enum { LCN_C_FIBER, LCN_C_SOCKET, LCN_C_READER, LCN_C_WRITER, LCN_C_SERVER, LCN_C_ADDRESS, LCN_C_CONNECT, LCN_C_DATAGRAM, LCN_C_COUNT };
 
 /* Per lua_State context, stored in the registry under lcn_ctx_key. */
 typedef struct lcn_ctx {
@@ -155,6 +156,9 @@ int lcn_open_writer(lua_State *L);
 int lcn_open_connect(lua_State *L);
 int lcn_open_server(lua_State *L);
 int lcn_open_timer(lua_State *L);
+/* ldns.c, ludp.c */
+int lcn_open_dns(lua_State *L);
+int lcn_open_udp(lua_State *L);
 
 /* Registers class cls: a metatable with the metamethods and __index = methods. */
 void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta);

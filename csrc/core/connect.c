@@ -1,4 +1,4 @@
-/* connect.c: one connect operation. DNS on libuv's threadpool (or the
+/* connect.c: one connect operation. DNS (dns.c, on libuv's threadpool, or the
  * caller's addresses), then each address in order under one overall
  * deadline, each attempt bounded by its own share of it (or by
  * attempt_timeout_ms), so that an unreachable first address leaves time for
@@ -34,7 +34,8 @@ typedef struct cn_attempt {
 struct cn_connect {
   cn__object obj;
   cn_loop *loop;
-  uv_getaddrinfo_t gai;
+  cn_dns *dns;             /* the lookup (dns.c) while resolving */
+  cn_waiter dns_waiter;
   cn_timer *timer;         /* the overall deadline */
   cn_timer *stagger_timer; /* Happy Eyeballs: starts the next attempt */
   uint64_t deadline;       /* loop time of the overall deadline; 0 = none */
@@ -118,7 +119,11 @@ static void finish(cn_connect *op, int status, int later) {
     cn_stream_unref(op->winner);
     op->winner = NULL;
   }
-  if (op->resolving) uv_cancel((uv_req_t *)&op->gai); /* succeeds only while still queued */
+  if (op->resolving) { /* detached: the lookup frees itself when the threadpool is done */
+    cn_dns_close(op->dns);
+    op->dns = NULL;
+    op->resolving = 0;
+  }
   if (cn_list_empty(&op->waiters))
     maybe_free(op);
   else /* last: the owner's callback may take the result and free op */
@@ -314,34 +319,18 @@ static int set_addrinfo(cn_connect *op, const struct addrinfo *res) {
   return rc;
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  cn_connect *op = CN_CONTAINER_OF(req, cn_connect, gai);
+/* Runs only while op waits for the lookup: finish detaches it. */
+static void on_resolved(cn_waiter *w, int status) {
+  cn_connect *op = w->data;
   op->resolving = 0;
-  if (status == 0 && !op->done) status = set_addrinfo(op, res);
-  uv_freeaddrinfo(res);
-  if (op->done) {
-    maybe_free(op);
-    return;
-  }
+  if (status == 0) status = set_addrinfo(op, cn_dns_addrinfo(op->dns));
+  cn_dns_close(op->dns);
+  op->dns = NULL;
   if (status < 0) {
     finish(op, status, 0);
     return;
   }
   try_next(op, 0);
-}
-
-/* DNS names are at most 255 bytes (RFC 1035). A longer name, or one with a
- * NUL byte, is refused as unresolvable rather than cut: cutting at the NUL
- * would connect "127.0.0.1\0.evil.example" to 127.0.0.1 while the caller
- * checked the whole name. */
-#define CN_MAX_HOST_LEN 255
-
-static int copy_host(char *buf, const cn_connect_opts *o) {
-  size_t len = o->host_len ? o->host_len : strlen(o->host);
-  if (len > CN_MAX_HOST_LEN || memchr(o->host, '\0', len)) return UV_EAI_NONAME;
-  memcpy(buf, o->host, len);
-  buf[len] = '\0';
-  return 0;
 }
 
 /* A literal address needs no lookup. */
@@ -351,8 +340,8 @@ static int resolve(cn_connect *op, const cn_connect_opts *o) {
     op->have_target = op->target_given = 1;
     return 0;
   }
-  char host[CN_MAX_HOST_LEN + 1];
-  int rc = copy_host(host, o);
+  char host[CN_DNS_MAX_HOST + 1];
+  int rc = cn__dns_copy_host(host, o->host, o->host_len);
   if (rc < 0) return rc;
   if (cn_addr_ip(&op->target, host, o->port) == 0) {
     op->have_target = op->target_given = 1;
@@ -361,11 +350,9 @@ static int resolve(cn_connect *op, const cn_connect_opts *o) {
   if (o->port < 0 || o->port > 65535) return UV_EINVAL;
   char port[8];
   snprintf(port, sizeof port, "%d", o->port);
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  rc = uv_getaddrinfo(cn_loop_uv(op->loop), &op->gai, on_resolved, host, port, &hints);
+  cn_dns_query q = {.host = host, .service = port, .family = AF_UNSPEC, .socktype = SOCK_STREAM};
+  cn_waiter_init(&op->dns_waiter, on_resolved, op);
+  rc = cn_dns_getaddrinfo(op->loop, &q, &op->dns_waiter, &op->dns);
   if (rc == 0) op->resolving = 1;
   return rc;
 }

@@ -56,4 +56,11 @@ void cn__waiter_fire(cn_waiter *w, int status);
 void cn__waiter_fire_later(cn_waiter *w, int status);
 void cn__waiters_fire_all(cn_list *head, int status, int later);
 
+/* Copies a host name of len bytes (0: strlen) into buf (CN_DNS_MAX_HOST + 1
+ * bytes), NUL-terminated. A longer name, or one with a NUL byte, is refused
+ * with UV_EAI_NONAME rather than cut: cutting at the NUL would connect
+ * "127.0.0.1\0.evil.example" to 127.0.0.1 while the caller checked the
+ * whole name. */
+int cn__dns_copy_host(char *buf, const char *host, size_t len);
+
 #endif

@@ -134,12 +134,12 @@ int cn_loop_backend_timeout(cn_loop *loop);
 void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn);
 /* Remove a queued task; it will not run. Safe if not queued. */
 void cn_loop_unpost(cn_loop *loop, cn_task *task);
-/* Streams, servers, connect operations and signal watchers not yet fully
+/* Streams, servers, connect operations, datagram sockets and signal watchers not yet fully
  * closed (timers belong to their owners and are not counted). A connect
  * operation abandoned during DNS stops counting at once; its lookup finishes
- * in the threadpool and frees it later. */
+ * in the threadpool and frees itself later (dns.c; lookups are never counted). */
 size_t cn_loop_live(const cn_loop *loop);
-/* Start closing every stream, server, connect operation and signal watcher.
+/* Start closing every stream, server, connect operation, datagram socket and signal watcher.
  * Streams flush (bounded by their close timeout) unless `abort`; waiters get
  * CN_ECLOSED. */
 void cn_loop_close_all(cn_loop *loop, int abort);
@@ -277,6 +277,94 @@ int cn_writer_status(const cn_stream *s);
 int cn_writer_dropped(const cn_stream *s);
 uint64_t cn_stream_bytes_in(const cn_stream *s);
 uint64_t cn_stream_bytes_out(const cn_stream *s);
+
+/* ------------------------------------------------------------------- dns */
+
+/* One lookup on libuv's threadpool (getaddrinfo or getnameinfo). The owner
+ * holds the op from start until cn_dns_close; the op is not in the loop's
+ * live set (like a timer, it belongs to its owner). */
+typedef struct cn_dns cn_dns;
+
+#define CN_DNS_MAX_HOST 255 /* bytes in a DNS name (RFC 1035) */
+
+typedef struct cn_dns_query {
+  const char *host;    /* a DNS name or an IP literal; required */
+  size_t host_len;     /* its length; 0 = strlen(host). A name with a NUL byte
+                        * or over CN_DNS_MAX_HOST bytes fails with UV_EAI_NONAME, at once */
+  const char *service; /* a port number as text or a service name ("http"), or NULL (port 0) */
+  int family;          /* AF_UNSPEC, AF_INET or AF_INET6 */
+  int socktype;        /* 0 (stream and datagram), SOCK_STREAM or SOCK_DGRAM */
+} cn_dns_query;
+
+/* Starts getaddrinfo. w->cb runs once, from the loop: 0 (then read
+ * cn_dns_addrinfo) or a negative code (UV_EAI_NONAME, UV_EAI_SERVICE...).
+ * Fails now, and the callback never runs, on a bad name or no memory. */
+int cn_dns_getaddrinfo(cn_loop *loop, const cn_dns_query *q, cn_waiter *w, cn_dns **out);
+/* Starts getnameinfo of an IP address with NI_* flags (NI_DGRAM...). w->cb as above,
+ * then read cn_dns_host and cn_dns_service. A unix address fails now with UV_EAI_FAMILY. */
+int cn_dns_getnameinfo(cn_loop *loop, const cn_addr *addr, int flags, cn_waiter *w, cn_dns **out);
+/* After a successful getaddrinfo: the resolver's list, in its order, owned by op. */
+const struct addrinfo *cn_dns_addrinfo(const cn_dns *op);
+/* After a successful getnameinfo: the host name and service, owned by op. */
+const char *cn_dns_host(const cn_dns *op);
+const char *cn_dns_service(const cn_dns *op);
+/* Walks a getaddrinfo list: the address after *cursor (NULL: from the start)
+ * that no earlier entry gave, skipping raw-socket entries (getaddrinfo
+ * lists each address once per socket type). Returns 1 with *out set, 0 at
+ * the end. Pure: no I/O. */
+int cn_dns_next_address(const struct addrinfo *list, const struct addrinfo **cursor, cn_addr *out);
+/* Ends the op, whatever its state: after the callback it is freed now;
+ * before, it is detached (its callback never runs, the waiter is dropped)
+ * and freed when the threadpool is done with it, never waited for. */
+void cn_dns_close(cn_dns *op);
+
+/* ------------------------------------------------------------------- udp */
+
+/* A datagram socket over uv_udp_t. One owner holds it from cn_udp_new; the
+ * core frees it in its close callback, after the waiters of
+ * cn_udp_close_wait have run: the owner drops its pointer there. */
+typedef struct cn_udp cn_udp;
+
+/* One piece of a datagram to send. */
+typedef struct cn_slice {
+  const char *p;
+  size_t n;
+} cn_slice;
+
+#define CN_UDP_MAX_IPV4 65507 /* 65535 - 20 (IP header) - 8 (UDP header) */
+#define CN_UDP_MAX_IPV6 65527 /* 65535 - 8: the IPv6 header is not counted */
+#define CN_UDP_MAX_PARTS 16   /* slices per cn_udp_send */
+
+enum { CN_UDP_REUSEADDR = 1, CN_UDP_REUSEPORT = 2 };
+
+/* A socket of `family` (AF_INET or AF_INET6), not bound yet (the first send
+ * or receive binds it to a port the kernel picks). */
+int cn_udp_new(cn_loop *loop, int family, cn_udp **out);
+/* Binds to addr (of the socket's family). CN_UDP_REUSEPORT sets SO_REUSEPORT
+ * on the descriptor first (libuv 1.44 has no flag for it). */
+int cn_udp_bind(cn_udp *u, const cn_addr *addr, unsigned flags);
+int cn_udp_family(const cn_udp *u);
+int cn_udp_sockname(const cn_udp *u, cn_addr *out);
+int cn_udp_fileno(const cn_udp *u);
+/* Sends one datagram made of nparts slices (at most CN_UDP_MAX_PARTS). Returns 0
+ * when the kernel took it (w is not used), 1 when it was queued (as a copy:
+ * the slices may go) and w->cb runs once with 0 or an error, or a negative
+ * error now: UV_EMSGSIZE above CN_UDP_MAX_IPV4/6 bytes, UV_EAFNOSUPPORT for an
+ * address of another family, CN_EBUSY while another send waits, CN_ECLOSED. */
+int cn_udp_send(cn_udp *u, const cn_addr *to, const cn_slice *parts, size_t nparts, cn_waiter *w);
+/* Waits for one datagram: w->cb runs from the loop with its length (>= 0;
+ * 0 for an empty datagram) or a negative error; CN_ECLOSED if the socket
+ * closes first. Only while that callback runs does cn_udp_datagram give the
+ * bytes (in the loop's read scratch, never copied) and the sender. Reading
+ * runs only while a waiter waits, so no datagram is taken that nobody
+ * receives. CN_EBUSY if another waiter waits. */
+int cn_udp_recv(cn_udp *u, cn_waiter *w);
+const char *cn_udp_datagram(const cn_udp *u, size_t *len, cn_addr *from);
+/* Starts closing: waiters get CN_ECLOSED (deferred), the descriptor closes. Idempotent. */
+void cn_udp_close(cn_udp *u);
+int cn_udp_is_closing(const cn_udp *u);
+/* w->cb(w, 0) from the close callback; u is freed right after. */
+void cn_udp_close_wait(cn_udp *u, cn_waiter *w);
 
 /* --------------------------------------------------------------- connect */
 

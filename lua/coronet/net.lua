@@ -11,5 +11,7 @@ local function include(module)
 end
 
 include(require "coronet.net_connect")
+include(require "coronet.net_dns")
+include(require "coronet.net_datagram")
 
 return M
