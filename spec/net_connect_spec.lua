@@ -152,16 +152,16 @@ describe("coronet.net connect", function()
   end)
 
   it("with_tcp_connect: a service name goes through coronet.net's resolver", function()
-    if not net.getaddrinfo_stream then
-      pending("needs net.getaddrinfo_stream (coronet.net's DNS part)")
-      return
-    end
     helper.run(function()
       local called = false
-      local r, err = net.with_tcp_connect("127.0.0.1", "no-such-service-name", function() called = true end)
+      local r, err, code = net.with_tcp_connect("127.0.0.1", "no-such-service-name", function() called = true end)
       assert.is_nil(r)
       assert.is_false(called)
-      assert.truthy(err)
+      assert.are.equal("EAI_SERVICE", code, tostring(err))
+      -- "discard" is 9/tcp in netbase's /etc/services; nothing listens there
+      local _, refused = net.with_tcp_connect("127.0.0.1", "discard", function() called = true end)
+      assert.is_false(called)
+      assert.are.equal(9, refused.attempts[1].address.port)
     end)
   end)
 

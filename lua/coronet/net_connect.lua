@@ -14,6 +14,7 @@
 -- @module coronet.net_connect
 local core = require "coronet.core"
 local errors = require "coronet.errors"
+local net_dns = require "coronet.net_dns"
 local tcp = require "coronet.tcp"
 
 local pack, unpack = table.pack, table.unpack
@@ -137,11 +138,7 @@ end
 -- A service name goes to coronet.net's resolver (getaddrinfo with the
 -- service), whose answer is then tried as explicit addresses.
 local function resolve_service(host, service)
-  local resolve = require("coronet.net").getaddrinfo_stream
-  if not resolve then
-    error("coronet.net.with_tcp_connect: a service name needs coronet.net.getaddrinfo_stream", 3)
-  end
-  local addresses, err, code = resolve(host, { service = service })
+  local addresses, err, code = net_dns.getaddrinfo_stream(host, { service = service })
   if not addresses then return nil, err, code end
   if #addresses == 0 then
     return nil, errors.new("no_matching_addresses", "connect to " .. host .. ":" .. service .. ": no address"),
