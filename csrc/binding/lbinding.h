@@ -151,6 +151,8 @@ int lcn_open_writer(lua_State *L);
 int lcn_open_connect(lua_State *L);
 int lcn_open_server(lua_State *L);
 int lcn_open_timer(lua_State *L);
+/* lworkers.c: channels and worker threads for coronet.net_workers */
+int lcn_open_workers(lua_State *L);
 
 /* Registers class cls: a metatable with the metamethods and __index = methods. */
 void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta);

@@ -304,5 +304,6 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
   lcn_open_writer(L);
   lcn_open_connect(L);
   lcn_open_server(L);
+  lcn_open_workers(L);
   return 1;
 }

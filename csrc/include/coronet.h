@@ -372,6 +372,35 @@ void cn_server_abort_connections(cn_server *srv);
 /* Per-connection stream options applied to every accepted connection. */
 void cn_server_set_stream_opts(cn_server *srv, const cn_stream_opts *opts);
 
+/* --------------------------------------------------------------- channel */
+
+/* A queue of messages (byte strings, copied) between threads that each run
+ * their own loop: any thread sends, one receiver at a time waits. The queue
+ * is guarded by a mutex; a waiting receiver is woken through a uv_async_t on
+ * its own loop, made for the wait and closed after it (nothing polls, and a
+ * channel nobody waits on keeps no loop alive). Counted: each holder (a
+ * sender, a receiver) keeps a reference; the last unref frees the channel
+ * and any message still queued. */
+typedef struct cn_channel cn_channel;
+int cn_channel_new(cn_channel **out);
+void cn_channel_ref(cn_channel *ch);   /* any thread */
+void cn_channel_unref(cn_channel *ch); /* any thread */
+/* Queues a copy of p[0..n) and wakes the waiting receiver. Any thread. UV_ENOMEM. */
+int cn_channel_send(cn_channel *ch, const char *p, size_t n);
+/* Receiver: takes the oldest message (*p from malloc: free it), or UV_EAGAIN when none is queued. */
+int cn_channel_take(cn_channel *ch, char **p, size_t *n);
+/* Receiver, on the thread running `loop`: w->cb(w, 0) runs from that loop
+ * once a message is queued (on the next turn at the earliest, even when one
+ * already is). Cancelling w ends the wait. CN_EBUSY while another waits. */
+int cn_channel_wait(cn_channel *ch, cn_loop *loop, cn_waiter *w);
+
+/* ---------------------------------------------------------------- thread */
+
+/* An OS thread running fn(arg). Join it exactly once; join frees it. */
+typedef struct cn_thread cn_thread;
+int cn_thread_start(cn_thread **out, void (*fn)(void *arg), void *arg);
+int cn_thread_join(cn_thread *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -88,7 +88,8 @@ function M.listen(addr, opts)
   if backlog ~= nil and (math.type(backlog) ~= "integer" or backlog < 0) then
     error("coronet.net.listen: backlog must be an integer >= 0", 2)
   end
-  local listening = setmetatable({ waiting = {}, ready = {}, closed = false }, Listening)
+  local listening = setmetatable({ waiting = {}, ready = {}, closed = false, reuse_port = opts.reuse_port and true,
+                                   backlog = backlog }, Listening)
   local listen_opts = { paused = true, exact_backlog = backlog ~= nil, backlog = backlog,
                         reuse_port = opts.reuse_port, remove_stale = opts.reuse_addr }
   local server, err, code = core.listen(addr, listen_opts, dispatch, listening)
