@@ -305,6 +305,8 @@ local function stop_accepting(state, listening)
   listening.serving = nil
   listening.core:set_max_connections(nil)
   if state.stop_watch then state.stop_watch:cancel() end
+  -- accept calls made meanwhile (their credit went with the pause) get it back
+  if not listening.closed then listening.core:add_credit(#listening.waiting) end
 end
 
 -- Waits for the handlers to return; false if the wait was cancelled.
@@ -378,6 +380,10 @@ end
 
 M.Listening = Listening
 M.serve_until_stopped = serve_until_stopped
--- The methods as functions taking the listening socket first.
-M.getsockname, M.close, M.close_finished = Listening.getsockname, Listening.close, Listening.close_finished
+--- `net.getsockname(obj)`, `net.close(obj)`, `net.close_finished(obj[, timeout])`:
+-- the methods as functions taking the object first (any object that has them:
+-- listening sockets, flows, datagram sockets).
+function M.getsockname(obj) return obj:getsockname() end
+function M.close(obj) return obj:close() end
+function M.close_finished(obj, timeout) return obj:close_finished(timeout) end
 return M

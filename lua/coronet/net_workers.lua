@@ -274,10 +274,14 @@ function M.run(listening, handler, opts)
   end
   local watch = opts.stop and opts.stop:upon(function(...) wake_with("stop", ...) end)
   local main_stop = deferred.ivar()
-  local main = coronet.spawn(net_server.serve_until_stopped, listening, handler_fn, {
-    max_connections = opts.max_connections, stop = main_stop.deferred,
-    on_error = function(e, client) handle_error(worker_error(plain_fields(e), 1, client)) end,
-  })
+  local main = coronet.spawn(function()
+    local value, stats, code = net_server.serve_until_stopped(listening, handler_fn, {
+      max_connections = opts.max_connections, stop = main_stop.deferred,
+      on_error = function(e, client) handle_error(worker_error(plain_fields(e), 1, client)) end,
+    })
+    if code == "closed" then wake_with("closed", stats) end -- the listening socket was closed
+    return value, stats
+  end)
   pool.pump = coronet.spawn(pump, pool, handle_error, wake_with)
   local what, value, wait_code = wake.deferred:wait()
   if watch then watch:cancel() end
@@ -291,7 +295,7 @@ function M.run(listening, handler, opts)
     main:cancel()
     broadcast(pool, "abort")
   else
-    main_stop:fill(true)
+    if not main_stop.filled then main_stop:fill(true) end
     broadcast(pool, "stop")
   end
   local _, main_stats = main:join()
@@ -302,6 +306,7 @@ function M.run(listening, handler, opts)
   end
   pool.pump:cancel()
   if what == "failed" then error(value, 0) end
+  if what == "closed" then return nil, value, "closed" end
   return value, total_stats(pool, main_stats, n)
 end
 
