@@ -442,6 +442,51 @@ for wl in "${WORKLOADS[@]}"; do
         done
     done
 done
+# ---- parallel server: net.run_server workers = 1 vs 2 ----------------------
+# bench/workers_echo.lua with the CPU-heavy bench/hash_handler.lua (it hashes
+# every request before echoing it), ping-pong 64 B x50. Neither side is
+# pinned: the workers need every CPU. The server gets 1 s after its port
+# answers, so that its worker threads listen before the clients connect (a
+# client that arrives earlier queues on the calling state's listener).
+declare -A WORKER_OPS=()
+WORKERS_FAILED=""
+workers_run() { # n: one timed run; appends round trips/s to WORKER_OPS[n]
+    local n=$1 lrc=0
+    next_port || return 1
+    "$LUA" "$ROOT/bench/workers_echo.lua" "$PORT" "$n" >"$SERVER_LOG" 2>&1 </dev/null &
+    SPID=$!
+    if ! wait_port "$PORT" "$SPID"; then stop_server; return 1; fi
+    sleep 1
+    timeout -k 5 "$(calc "$BENCH_SECONDS + 30")" "$LOAD" pingpong 127.0.0.1 "$PORT" 50 64 "$BENCH_SECONDS" \
+        >"$LOAD_OUT" 2>>"$LOAD_ERR" || lrc=$?
+    stop_server
+    RESULT=$(grep -m1 '^result ' "$LOAD_OUT" || true)
+    ((lrc == 0)) && [[ -n $RESULT ]] && (($(kv "$RESULT" errors) == 0)) || return 1
+    WORKER_OPS[$n]="${WORKER_OPS[$n]:-} $(kv "$RESULT" ops_per_s)"
+}
+if [[ -n ${AVAIL[coronet]:-} ]]; then
+    for ((run = 1; run <= RUNS; run++)); do
+        for n in 1 2; do
+            if workers_run "$n"; then
+                log "workers run $run/$RUNS workers=$n: $(kv "$RESULT" ops_per_s) round trips/s"
+            else
+                WORKERS_FAILED="workers=$n run $run failed"
+                log "workers run $run/$RUNS workers=$n: FAIL"
+            fi
+        done
+    done
+fi
+WORKERS_LINE="parallel server (net.run_server, CPU-heavy handler hashing every request, ping-pong 64 B x50): n/a"
+if [[ -n ${WORKER_OPS[1]:-} && -n ${WORKER_OPS[2]:-} ]]; then
+    # shellcheck disable=SC2086
+    w1=$(median ${WORKER_OPS[1]})
+    # shellcheck disable=SC2086
+    w2=$(median ${WORKER_OPS[2]})
+    WORKERS_LINE=$(printf 'parallel server (net.run_server, CPU-heavy handler hashing every request, ping-pong 64 B x50): workers=1 %.0f round trips/s, workers=2 %.0f round trips/s, ratio %.2fx' \
+        "$w1" "$w2" "$(calc "$w2 / $w1")")
+fi
+[[ -z $WORKERS_FAILED ]] || WORKERS_LINE+=" ($WORKERS_FAILED)"
+
 T_END=$(date +%s)
 
 # ---- table ----------------------------------------------------------------
@@ -521,6 +566,7 @@ done
     done
     echo
     echo "ratios are to baseline: throughput higher is better; latency, CPU/op and RSS lower is better"
+    echo "$WORKERS_LINE"
 }
 
 # markdown
@@ -549,6 +595,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "connections/s): higher is better. Latency, server CPU per operation and RSS per connection:"
     echo "lower is better. \"fail\": the server crashed, refused, or echoed wrong bytes in that workload;"
     echo "\"n/a\": the server is not installed or not written yet."
+    echo
+    echo "- ${WORKERS_LINE/x50/×50}"
     if ((${#FAILED[@]})); then
         echo
         echo "Failures:"

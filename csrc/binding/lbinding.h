@@ -159,6 +159,8 @@ int lcn_open_timer(lua_State *L);
 /* ldns.c, ludp.c */
 int lcn_open_dns(lua_State *L);
 int lcn_open_udp(lua_State *L);
+/* lworkers.c: channels and worker threads for coronet.net_workers */
+int lcn_open_workers(lua_State *L);
 
 /* Registers class cls: a metatable with the metamethods and __index = methods. */
 void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta);

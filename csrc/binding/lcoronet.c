@@ -306,5 +306,6 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
   lcn_open_server(L);
   lcn_open_dns(L);
   lcn_open_udp(L);
+  lcn_open_workers(L);
   return 1;
 }

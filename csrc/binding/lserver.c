@@ -91,16 +91,35 @@ static void on_conn(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *
 
 #define LISTEN_FN "tcp.Server.create" /* core.listen's only caller, named in option errors */
 
+static int opt_flag(lua_State *L, int idx, const char *name) {
+  lua_getfield(L, idx, name);
+  int on = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
+/* Options: those of tcp.Server.create, and for coronet.net: paused (start
+ * accepting nothing), exact_backlog (backlog as given, 0 included),
+ * remove_stale (a stale unix socket file is removed before bind). */
 static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *so) {
   memset(o, 0, sizeof *o);
   lcn_read_stream_opts(L, idx, LISTEN_FN, so);
   if (!lua_istable(L, idx)) return;
   o->max_connections = (unsigned)lcn_opt_count(L, idx, LISTEN_FN, "max_connections", UINT_MAX);
   o->max_accepts_per_batch = (unsigned)lcn_opt_count(L, idx, LISTEN_FN, "max_accepts_per_batch", UINT_MAX);
-  o->backlog = (int)lcn_opt_count(L, idx, LISTEN_FN, "backlog", INT_MAX);
-  lua_getfield(L, idx, "reuse_port");
-  o->reuseport = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  o->reuseport = opt_flag(L, idx, "reuse_port");
+  o->remove_stale = opt_flag(L, idx, "remove_stale");
+  o->paused = opt_flag(L, idx, "paused");
+  o->exact_backlog = opt_flag(L, idx, "exact_backlog");
+  if (o->exact_backlog) {
+    lua_getfield(L, idx, "backlog");
+    lua_Integer n = luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+    luaL_argcheck(L, n >= 0 && n <= INT_MAX, idx, "backlog must be an integer >= 0");
+    o->backlog = (int)n;
+  } else {
+    o->backlog = (int)lcn_opt_count(L, idx, LISTEN_FN, "backlog", INT_MAX);
+  }
 }
 
 /* core.listen(address | fd, opts, on_connection, arg) -> server | nil, err, code.
@@ -205,6 +224,36 @@ static int l_fileno(lua_State *L) {
   return 1;
 }
 
+/* server:pause(bool): paused, it accepts only for its credit. */
+static int l_pause(lua_State *L) {
+  cn_server_pause(check_server(L)->srv, lua_toboolean(L, 2));
+  return 0;
+}
+
+/* server:add_credit(n): a paused server may accept n more connections (n < 0 takes back). */
+static int l_add_credit(lua_State *L) {
+  lcn_server *b = check_server(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= -INT_MAX && n <= INT_MAX, 2, "credit out of range");
+  cn_server_add_credit(b->srv, (int)n);
+  return 0;
+}
+
+/* server:set_max_connections(n): n >= 1, or nil for the default. */
+static int l_set_max_connections(lua_State *L) {
+  lcn_server *b = check_server(L);
+  lua_Integer n = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, n >= 0 && n <= UINT_MAX, 2, "max_connections out of range");
+  cn_server_set_max_connections(b->srv, (unsigned)n);
+  return 0;
+}
+
+/* server:abort_connections(): cuts every live connection; the listener stays. */
+static int l_abort_connections(lua_State *L) {
+  cn_server_abort_connections(check_server(L)->srv);
+  return 0;
+}
+
 static int l_set_drop(lua_State *L) {
   cn_server_set_drop(check_server(L)->srv, lua_toboolean(L, 2));
   return 0;
@@ -248,6 +297,10 @@ int lcn_open_server(lua_State *L) {
                                      {"fileno", l_fileno},
                                      {"set_drop_incoming_connections", l_set_drop},
                                      {"stats", l_stats},
+                                     {"pause", l_pause},
+                                     {"add_credit", l_add_credit},
+                                     {"set_max_connections", l_set_max_connections},
+                                     {"abort_connections", l_abort_connections},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
   lcn_new_class(L, LCN_C_SERVER, methods, meta);

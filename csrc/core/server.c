@@ -36,6 +36,8 @@ struct cn_server {
   cn_timer *backoff;
   unsigned backoff_ms;
   int polling, drop, closing, close_existing, listener_closed, finished, unlink_path, in_live_set;
+  int paused;      /* accepts only for its credit (cn_server_pause) */
+  unsigned credit; /* connections a paused server may still accept */
   dev_t file_dev; /* the unix socket file this server bound, to remove only that one */
   ino_t file_ino;
 };
@@ -59,7 +61,8 @@ static void set_polling(cn_server *srv, int on) {
 }
 
 static int may_accept(const cn_server *srv) {
-  return !srv->closing && !(srv->backoff_ms && srv->backoff) && srv->stats.connections < srv->opts.max_connections;
+  return !srv->closing && !(srv->backoff_ms && srv->backoff) && srv->stats.connections < srv->opts.max_connections &&
+         (!srv->paused || srv->credit > 0);
 }
 
 /* What the latest close asked for is done: the listener is closed and, if
@@ -166,6 +169,7 @@ static int accept_one(cn_server *srv) {
   }
   srv->backoff_ms = 0;
   srv->stats.accepted++;
+  if (srv->paused && srv->credit > 0) srv->credit--;
   if (srv->drop) {
     close(fd);
     srv->stats.dropped++;
@@ -207,13 +211,20 @@ static void close_for_loop(cn__object *obj, int abort) {
 static void apply_defaults(cn_server_opts *o) {
   if (!o->max_connections) o->max_connections = CN_DEFAULT_MAX_CONNECTIONS;
   if (!o->max_accepts_per_batch) o->max_accepts_per_batch = CN_DEFAULT_ACCEPTS_PER_BATCH;
-  if (o->backlog <= 0) o->backlog = CN_DEFAULT_BACKLOG;
+  if (o->backlog <= 0 && !o->exact_backlog) o->backlog = CN_DEFAULT_BACKLOG;
+}
+
+/* listen(2)'s backlog: the default for <= 0, unless asked to pass it as
+ * given (0 included: a queue that is full at once, for tests and callers
+ * that want no waiting room). */
+static int backlog_of(const cn_server_opts *opts) {
+  if (opts && opts->exact_backlog) return opts->backlog < 0 ? 0 : opts->backlog;
+  return opts && opts->backlog > 0 ? opts->backlog : CN_DEFAULT_BACKLOG;
 }
 
 static int start(cn_loop *loop, int fd, const cn_server_opts *opts, cn_server_conn_fn on_conn, void *data,
                  cn_server **out) {
-  if (listen(fd, opts && opts->backlog > 0 ? opts->backlog : CN_DEFAULT_BACKLOG) < 0)
-    return uv_translate_sys_error(errno);
+  if (listen(fd, backlog_of(opts)) < 0) return uv_translate_sys_error(errno);
   cn_server *srv = calloc(1, sizeof *srv);
   if (!srv) return UV_ENOMEM;
   if (opts) srv->opts = *opts;
@@ -235,13 +246,24 @@ static int start(cn_loop *loop, int fd, const cn_server_opts *opts, cn_server_co
   if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) cn_addr_from_sockaddr(&srv->addr, (struct sockaddr *)&ss, len);
   cn__object_add(loop, &srv->obj, close_for_loop);
   srv->in_live_set = 1;
-  set_polling(srv, 1);
+  srv->paused = srv->opts.paused;
+  set_polling(srv, may_accept(srv));
   *out = srv;
   return 0;
 }
 
+/* A socket file left at a unix path (by a server that died without closing)
+ * makes bind fail with EADDRINUSE. Asked to, the server removes it first, as
+ * Eio does with reuse_addr; a file that is not a socket stays. */
+static void remove_stale_socket_file(const cn_addr *addr) {
+  const char *path = ((const struct sockaddr_un *)&addr->ss)->sun_path;
+  struct stat st;
+  if (path[0] && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+}
+
 static int bind_socket(const cn_addr *addr, const cn_server_opts *opts, int *out) {
   int family = cn_addr_family(addr), on = 1;
+  if (family == AF_UNIX && opts && opts->remove_stale) remove_stale_socket_file(addr);
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uv_translate_sys_error(errno);
   if (family != AF_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
@@ -353,6 +375,27 @@ void cn_server_close(cn_server *srv, int close_existing) {
   set_polling(srv, 0);
   srv->refs++; /* released by on_listener_closed */
   uv_close((uv_handle_t *)&srv->poll, on_listener_closed);
+}
+
+void cn_server_abort_connections(cn_server *srv) { abort_connections(srv); }
+
+void cn_server_pause(cn_server *srv, int paused) {
+  srv->paused = paused;
+  srv->credit = 0;
+  if (!srv->closing) set_polling(srv, may_accept(srv));
+}
+
+void cn_server_add_credit(cn_server *srv, int n) {
+  if (n < 0)
+    srv->credit = (unsigned)-n > srv->credit ? 0 : srv->credit - (unsigned)-n;
+  else
+    srv->credit += (unsigned)n;
+  if (!srv->closing) set_polling(srv, may_accept(srv));
+}
+
+void cn_server_set_max_connections(cn_server *srv, unsigned max_connections) {
+  srv->opts.max_connections = max_connections ? max_connections : CN_DEFAULT_MAX_CONNECTIONS;
+  if (!srv->closing) set_polling(srv, may_accept(srv));
 }
 
 void cn_server_close_wait(cn_server *srv, cn_waiter *w) {

@@ -420,8 +420,11 @@ typedef void (*cn_server_conn_fn)(cn_server *srv, cn_stream *conn, const cn_addr
 typedef struct cn_server_opts {
   unsigned max_connections;       /* 0 = default 10000 */
   unsigned max_accepts_per_batch; /* 0 = default 64 */
-  int backlog;                    /* 0 = default 128... SOMAXCONN */
-  int reuseport;
+  int backlog;                    /* 0 = default 511 (unless exact_backlog) */
+  int reuseport;                  /* SO_REUSEPORT, set before bind */
+  int exact_backlog;              /* pass backlog to listen(2) as given, 0 included */
+  int remove_stale;               /* unix: remove a socket file left at the path before bind */
+  int paused;                     /* start paused: accept only for credit (cn_server_pause) */
 } cn_server_opts;
 
 typedef struct cn_server_stats {
@@ -455,8 +458,49 @@ void cn_server_stats_get(const cn_server *srv, cn_server_stats *out);
 unsigned cn_server_num_connections(const cn_server *srv);
 int cn_server_address(const cn_server *srv, cn_addr *out);
 int cn_server_fileno(const cn_server *srv);
+/* Paused, the server accepts nothing but its credit: cn_server_add_credit(n)
+ * lets it accept n more connections (each goes to on_conn as usual), and a
+ * negative n takes credit back (never below 0). Unpausing accepts freely
+ * again; pausing (or unpausing) clears the credit. The listening socket stays
+ * open while paused: clients wait in its backlog. */
+void cn_server_pause(cn_server *srv, int paused);
+void cn_server_add_credit(cn_server *srv, int n);
+/* 0 = the default (10000). Lowering it closes no connection. */
+void cn_server_set_max_connections(cn_server *srv, unsigned max_connections);
+/* Cuts every live connection at once (waiters get CN_ECLOSED, unflushed
+ * bytes are dropped and a reset is sent) and leaves the listener open. */
+void cn_server_abort_connections(cn_server *srv);
 /* Per-connection stream options applied to every accepted connection. */
 void cn_server_set_stream_opts(cn_server *srv, const cn_stream_opts *opts);
+
+/* --------------------------------------------------------------- channel */
+
+/* A queue of messages (byte strings, copied) between threads that each run
+ * their own loop: any thread sends, one receiver at a time waits. The queue
+ * is guarded by a mutex; a waiting receiver is woken through a uv_async_t on
+ * its own loop, made for the wait and closed after it (nothing polls, and a
+ * channel nobody waits on keeps no loop alive). Counted: each holder (a
+ * sender, a receiver) keeps a reference; the last unref frees the channel
+ * and any message still queued. */
+typedef struct cn_channel cn_channel;
+int cn_channel_new(cn_channel **out);
+void cn_channel_ref(cn_channel *ch);   /* any thread */
+void cn_channel_unref(cn_channel *ch); /* any thread */
+/* Queues a copy of p[0..n) and wakes the waiting receiver. Any thread. UV_ENOMEM. */
+int cn_channel_send(cn_channel *ch, const char *p, size_t n);
+/* Receiver: takes the oldest message (*p from malloc: free it), or UV_EAGAIN when none is queued. */
+int cn_channel_take(cn_channel *ch, char **p, size_t *n);
+/* Receiver, on the thread running `loop`: w->cb(w, 0) runs from that loop
+ * once a message is queued (on the next turn at the earliest, even when one
+ * already is). Cancelling w ends the wait. CN_EBUSY while another waits. */
+int cn_channel_wait(cn_channel *ch, cn_loop *loop, cn_waiter *w);
+
+/* ---------------------------------------------------------------- thread */
+
+/* An OS thread running fn(arg). Join it exactly once; join frees it. */
+typedef struct cn_thread cn_thread;
+int cn_thread_start(cn_thread **out, void (*fn)(void *arg), void *arg);
+int cn_thread_join(cn_thread *t);
 
 #ifdef __cplusplus
 }

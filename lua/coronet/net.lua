@@ -13,5 +13,6 @@ end
 include(require "coronet.net_connect")
 include(require "coronet.net_dns")
 include(require "coronet.net_datagram")
+include(require "coronet.net_server")
 
 return M
