@@ -15,4 +15,11 @@ include(require "coronet.net_dns")
 include(require "coronet.net_datagram")
 include(require "coronet.net_server")
 
+--- `net.getsockname(obj)`, `net.close(obj)`, `net.close_finished(obj[, timeout])`:
+-- the methods as functions taking the object first, for every kind of
+-- object coronet.net gives (flows, listening sockets, datagram sockets).
+function M.getsockname(obj) return obj:getsockname() end
+function M.close(obj) return obj:close() end
+function M.close_finished(obj, timeout) return obj:close_finished(timeout) end
+
 return M

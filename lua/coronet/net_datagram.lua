@@ -61,10 +61,8 @@ M.send = Datagram.send
 -- @treturn boolean truncated; or `nil, err, code`
 M.recv = Datagram.recv
 
---- The bound address (`nil, err, code` once closed). As a module
--- function, `net.getsockname(sock)` works on any socket with the method.
+--- The bound address (`nil, err, code` once closed).
 -- @function getsockname
-function M.getsockname(sock) return sock:getsockname() end
 
 --- Starts closing the socket; never waits. Idempotent.
 -- @function close

@@ -380,10 +380,4 @@ end
 
 M.Listening = Listening
 M.serve_until_stopped = serve_until_stopped
---- `net.getsockname(obj)`, `net.close(obj)`, `net.close_finished(obj[, timeout])`:
--- the methods as functions taking the object first (any object that has them:
--- listening sockets, flows, datagram sockets).
-function M.getsockname(obj) return obj:getsockname() end
-function M.close(obj) return obj:close() end
-function M.close_finished(obj, timeout) return obj:close_finished(timeout) end
 return M
