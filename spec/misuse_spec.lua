@@ -343,3 +343,95 @@ describe("misuse: options out of range", function()
   end
   check("connect with timeout = -1 raises", connect_with("{ timeout = -1 }"), raises("timeout"))
 end)
+
+describe("misuse: more of the surface", function()
+  check("errors.new(nil) raises", [[return try(coronet.errors.new, nil, "msg")]], raises("."))
+  check("errors.is on a non-error is false", [[return try(coronet.errors.is, 42)]], { kind = "returned", pattern = "^false$" })
+  check("coronet.join(42) raises", [[return in_fiber(function() return try(coronet.join, 42) end)]], raises("."))
+  check("cancel on a finished fiber is harmless", [[
+    return in_fiber(function()
+      local f = coronet.spawn(function() return 1 end)
+      f:join(1)
+      return try(function() f:cancel() return f:join(1) end)
+    end)]], { kind = "returned", pattern = "^1$" })
+  check("deferred.of(...) is determined at once", [[
+    return try(function() return require("coronet.deferred").of(7):peek() end)]], { kind = "returned", pattern = "^7$" })
+  check("backend_timeout outside a run returns without raising", [[return try(coronet.backend_timeout)]],
+    { kind = "returned", pattern = "." })
+  check("unix_address('') raises", [[return try(coronet.unix_address, "")]], raises("."))
+  check("of_file('') raises", [[return try(tcp.Where_to_connect.of_file, "")]], raises("."))
+  check("on_file(nil) raises", [[return try(tcp.Where_to_listen.on_file, nil)]], raises("."))
+  check("Server.create on a port in use fails with EADDRINUSE", [[
+    return in_fiber(function()
+      local _, port = helper.server(helper.echo)
+      return try(tcp.Server.create, tcp.Where_to_listen.of_address(coronet.address("127.0.0.1", port)), function() end)
+    end)]], fails("EADDRINUSE"))
+  check("server:set_drop_incoming_connections after close is harmless", [[
+    return in_fiber(function()
+      local server = helper.server(helper.echo)
+      server:close():wait(2)
+      return try(function() server:set_drop_incoming_connections(true) return server:num_connections() end)
+    end)]], { kind = "returned", pattern = "^0$" })
+  check("server:listening_on after close raises or returns", [[
+    return in_fiber(function()
+      local server = helper.server(helper.echo)
+      server:close():wait(2)
+      local kind, detail = try(function() return server:listening_on() end)
+      if kind == "raised" and detail:match("closed") then return "returned", "closed" end
+      return kind, detail
+    end)]], { kind = "returned", pattern = "." })
+  check("configure('x') raises", [[
+    return in_fiber(function() local s = connected() return try(function() return s:configure("x") end) end)]],
+    raises("configure"))
+  check("settimeouts(-1) raises", [[
+    return in_fiber(function() local s = connected() return try(function() return s:settimeouts(-1) end) end)]],
+    raises("settimeouts"))
+  check("buffered() on a closed reader raises or returns 0", [[
+    return in_fiber(function()
+      local _, r = connected()
+      r:close()
+      local kind, detail = try(function() return r:buffered() end)
+      if kind == "raised" and detail:match("closed") then return "returned", "0" end
+      return kind, detail
+    end)]], { kind = "returned", pattern = "^0$" })
+  check("read_line{timeout = -1} raises", [[
+    return in_fiber(function() local _, r = connected() return try(function() return r:read_line({ timeout = -1 }) end) end)]],
+    raises("read_line"))
+  check("read_line{timeout = NaN} raises", [[
+    return in_fiber(function() local _, r = connected() return try(function() return r:read_line({ timeout = 0/0 }) end) end)]],
+    raises("read_line"))
+  check("read_line{timeout = math.huge} waits until data arrives", [[
+    return in_fiber(function()
+      local _, r, w = connected()
+      coronet.spawn(function() coronet.sleep(0.02) w:write("late\n") end)
+      return try(function() return r:read_line({ timeout = math.huge }) end)
+    end)]], { kind = "returned", pattern = "^late$" })
+  check("read(1e300) raises a bad argument", [[
+    return in_fiber(function() local _, r = connected() return try(function() return r:read(1e300) end) end)]],
+    bad_arg(1, "read"))
+  check("peek(0) returns an empty string or raises", [[
+    return in_fiber(function()
+      local _, r = connected()
+      local kind, detail = try(function() return r:peek(0) end)
+      if kind == "raised" and detail:match("peek") then return "returned", "" end
+      return kind, detail
+    end)]], { kind = "returned", pattern = "^$" })
+  check("write(1.5) writes the number's text", [[
+    return in_fiber(function()
+      local _, r, w = connected()
+      w:write(1.5, "\n")
+      return try(function() return r:read_line({ timeout = 2 }) end)
+    end)]], { kind = "returned", pattern = "^1%.5$" })
+  check("write({'a', 42, {}}) raises", [[
+    return in_fiber(function() local _, _, w = connected() return try(function() return w:write({ "a", 42, {} }) end) end)]],
+    raises("write"))
+  check("flush(-1) raises", [[
+    return in_fiber(function() local _, _, w = connected() w:write("x") return try(function() return w:flush(-1) end) end)]],
+    raises("flush"))
+  check("pending() after close returns a number", [[
+    return in_fiber(function() local s, _, w = connected() s:close() return try(function() return w:pending() end) end)]],
+    { kind = "returned", pattern = "^%d+$" })
+  check("with_connection on the main thread raises naming coronet.spawn", [[
+    return try(tcp.with_connection, tcp.Where_to_connect.of_host_and_port("127.0.0.1", 9), function() end)]],
+    raises(NO_FIBER))
+end)
