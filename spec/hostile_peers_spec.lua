@@ -186,10 +186,7 @@ describe("hostile peers", function()
       helper.await(server:close())
     end, 60)
     collectgarbage()
-    -- At most as many: a descriptor an earlier spec's DNS lookup held in
-    -- libuv's threadpool may close meanwhile (seen once in gc_spec too).
-    local fds_after = helper.open_fds()
-    assert.is_true(fds_after <= fds_before, ("descriptors: %d before, %d after"):format(fds_before, fds_after))
+    assert.are.equal(fds_before, helper.open_fds())
   end)
 
   it("half-close: a client that shuts down its sending side still gets the whole reply", function()
