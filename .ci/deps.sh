@@ -6,7 +6,10 @@
 #                       if any is missing: as root with apt-get, otherwise through
 #                       sudo when there is one; does nothing when all are present.
 
-CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted clang valgrind)
+# lua-socket: the raw peer of spec/hostile_peers_spec.lua; libclang-rt-14-dev: libFuzzer
+# (only recommended by clang-14, so named here for installs without recommends).
+CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
+         clang libclang-rt-14-dev valgrind)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"

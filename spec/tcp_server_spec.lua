@@ -342,8 +342,9 @@ describe("coronet.tcp.Server", function()
         local _, port = helper.server(function(_, reader)
           assert(reader:read_line()) -- raises "cancelled" when the run ends
         end)
-        helper.connect(port)
+        local client = helper.connect(port) -- held: collecting it would close it and end the read
         coronet.sleep(t(0.05)) -- the handler is waiting on its read
+        assert(client)
         return "main returned"
       end)
       assert.are.equal("main returned", result)
