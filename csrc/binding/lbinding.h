@@ -170,6 +170,10 @@ void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Re
 #define LCN_MAX_SECONDS 2147483647.0 /* about 68 years */
 double lcn_check_seconds(lua_State *L, int idx);
 double lcn_opt_seconds(lua_State *L, int idx, double def);
+/* opts[name] of the table at idx as a bound for the core in milliseconds,
+ * where 0 means none: nil, false and LCN_MAX_SECONDS or more give 0, any
+ * other duration at least 1 ms. A bad value raises naming fn and the option. */
+uint64_t lcn_opt_bound_ms(lua_State *L, int idx, const char *fn, const char *name);
 /* Whole milliseconds of a checked duration, rounded; -1 stays -1 (none). */
 lua_Integer lcn_ms(double seconds);
 

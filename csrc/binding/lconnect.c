@@ -158,22 +158,7 @@ static void read_target(lua_State *L, int idx, cn_connect_opts *o, lcn_connect_b
   lua_pop(L, 3);
 }
 
-/* Longer bounds than this (some 30,000 years) mean "none"; the cap keeps the
- * conversion to an integer defined for math.huge. */
-#define LCN_MAX_TIMEOUT_MS 1e15
-
-/* opts[field] (seconds, nil or false for none) as core milliseconds. 0 means
- * "none" to the core, so any bound, however small, is at least 1 ms. */
-static uint64_t timeout_ms(lua_State *L, const char *field) {
-  lua_getfield(L, 1, field);
-  double t = lcn_opt_seconds(L, -1, -1);
-  lua_pop(L, 1);
-  if (t < 0 || t * 1000.0 >= LCN_MAX_TIMEOUT_MS) return 0;
-  uint64_t ms = (uint64_t)(t * 1000.0 + 0.5);
-  return ms ? ms : 1;
-}
-
-/* core.connect{host=, port=} | {address=} | {addresses={...}}, timeout=, attempt_timeout=,
+/* core.connect{host=, port=} | {address=} | {addresses={...}}, timeout=, attempt_timeout=, caller=,
  * happy_eyeballs_delay=, socket=} -> socket | nil, err, code (err.attempts lists each address tried) */
 static int l_connect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -186,9 +171,12 @@ static int l_connect(lua_State *L) {
   cn_connect_opts o;
   memset(&o, 0, sizeof o);
   read_target(L, 1, &o, box, 2);
-  o.timeout_ms = timeout_ms(L, "timeout");
-  o.attempt_timeout_ms = timeout_ms(L, "attempt_timeout");
-  o.happy_eyeballs_delay_ms = timeout_ms(L, "happy_eyeballs_delay");
+  lua_getfield(L, 1, "caller"); /* the function the user called, for option errors */
+  const char *caller = lua_isstring(L, -1) ? lua_tostring(L, -1) : "connect";
+  o.timeout_ms = lcn_opt_bound_ms(L, 1, caller, "timeout");
+  o.attempt_timeout_ms = lcn_opt_bound_ms(L, 1, caller, "attempt_timeout");
+  o.happy_eyeballs_delay_ms = lcn_opt_bound_ms(L, 1, caller, "happy_eyeballs_delay");
+  lua_pop(L, 1);
   lua_getfield(L, 1, "socket"); /* index 3: the caller's socket or nil */
   if (!lua_isnil(L, 3)) o.socket = lcn_conn_stream(L, lcn_check_conn(L, 3));
   lua_replace(L, 1);

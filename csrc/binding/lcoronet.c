@@ -71,6 +71,21 @@ double lcn_opt_seconds(lua_State *L, int idx, double def) {
   return lcn_check_seconds(L, idx);
 }
 
+uint64_t lcn_opt_bound_ms(lua_State *L, int idx, const char *fn, const char *name) {
+  lua_getfield(L, idx, name);
+  double s = -1;
+  if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+    s = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    if (!(s >= 0)) /* NaN fails too */
+      luaL_error(L, "%s: option '%s' must be a number of seconds >= 0, or false for none (got %s)", fn, name,
+                 luaL_tolstring(L, -1, NULL));
+  }
+  lua_pop(L, 1);
+  if (s < 0 || s >= LCN_MAX_SECONDS) return 0;
+  uint64_t ms = (uint64_t)(s * 1000.0 + 0.5);
+  return ms ? ms : 1;
+}
+
 lua_Integer lcn_ms(double seconds) { return seconds < 0 ? -1 : (lua_Integer)(seconds * 1000.0 + 0.5); }
 
 /* The loop runs when someone runs it through us, or when a fiber is being

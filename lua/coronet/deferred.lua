@@ -104,12 +104,19 @@ function Ivar:is_full() return self.filled end
 -- @treturn Deferred
 function Ivar:read() return self.deferred end
 
+--- Raises, naming `fn`, unless `timeout` is seconds >= 0, nil or false
+-- (`level` as for `error`, counted from the caller of check_timeout).
+function M.check_timeout(timeout, fn, level)
+  if timeout ~= nil and timeout ~= false and not (type(timeout) == "number" and timeout >= 0) then
+    error(("coronet: %s's timeout must be seconds >= 0, or nil or false for none (got %s)"):format(fn,
+      type(timeout) == "number" and tostring(timeout) or type(timeout)), level)
+  end
+end
+
 --- Waits until determined and returns its values; `nil, err, "timeout"|"cancelled"` otherwise.
 -- @tparam[opt] number timeout seconds (nil, false or math.huge: none)
 function Deferred:wait(timeout)
-  if timeout ~= nil and timeout ~= false and not (type(timeout) == "number" and timeout >= 0) then
-    error("coronet: wait's timeout must be seconds >= 0, or nil or false for none", 2)
-  end
+  M.check_timeout(timeout, "wait", 3)
   local ivar = self.ivar
   if ivar.filled then return unpack(ivar.value, 1, ivar.value.n) end
   local fiber = core.current()

@@ -47,6 +47,7 @@ function Fiber:is_done() return self.done.filled end
 --- Waits for the fiber and returns its results, or `nil, err, code` if it raised or was cancelled.
 -- @tparam[opt] number timeout seconds
 function Fiber:join(timeout)
+  deferred.check_timeout(timeout, "join", 3)
   local result, err, code = self.done.deferred:wait(timeout)
   if not result then return nil, err, code end
   if result[1] then return unpack(result, 2, result.n) end

@@ -107,7 +107,7 @@ function M.connect(addr, opts)
   opts = check_opts(opts, "coronet.net.connect")
   if not core.is_address(addr) then error("coronet.net.connect: expected an address value", 2) end
   check_timeout(opts.timeout, "coronet.net.connect")
-  local flow, err, code = core.connect { address = addr, timeout = opts.timeout }
+  local flow, err, code = core.connect { address = addr, timeout = opts.timeout, caller = "net.connect" }
   if not flow then return nil, err, code end
   if opts.sw then opts.sw:attach(flow) end
   return flow
@@ -149,7 +149,7 @@ end
 
 local function connect_request(host, service, opts, fn)
   check_timeout(opts.timeout, fn)
-  local request = { attempt_timeout = opts.timeout,
+  local request = { attempt_timeout = opts.timeout, caller = fn,
                     happy_eyeballs_delay = tcp.happy_eyeballs_delay(opts.happy_eyeballs, DEFAULT_HAPPY_EYEBALLS_DELAY, fn) }
   if opts.addresses ~= nil then
     check_addresses(opts.addresses, fn)

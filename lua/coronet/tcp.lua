@@ -56,7 +56,8 @@ local function connect_request(where_to, opts)
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
   return { host = where_to.host, port = where_to.port, address = where_to.address, timeout = timeout,
            attempt_timeout = opts.attempt_timeout, socket = opts.socket,
-           happy_eyeballs_delay = M.happy_eyeballs_delay(opts.happy_eyeballs, nil, "tcp.connect") }
+           happy_eyeballs_delay = M.happy_eyeballs_delay(opts.happy_eyeballs, nil, "tcp.connect"),
+           caller = "tcp.connect" }
 end
 
 -- The interrupt deferred ends this fiber's connect wait (and only that
