@@ -439,3 +439,157 @@ describe("misuse: more of the surface", function()
     return try(tcp.with_connection, tcp.Where_to_connect.of_host_and_port("127.0.0.1", 9), function() end)]],
     raises(NO_FIBER))
 end)
+
+-- Cases that failed before the fixes of issues 6 and 7.
+-- "yield across a C-call boundary" or coronet's own "must run in a fiber" message.
+local CANNOT_YIELD = "[yY]ield"
+local function connect_with(opts)
+  return ([[
+    return in_fiber(function()
+      local _, port = helper.server(helper.echo)
+      return try(tcp.connect, helper.to(port), %s)
+    end)]]):format(opts)
+end
+local function listen_with(opts)
+  return ([[
+    return in_fiber(function()
+      local where = tcp.Where_to_listen.of_address(coronet.address("127.0.0.1", 0))
+      return try(tcp.Server.create, where, function() end, %s)
+    end)]]):format(opts)
+end
+
+describe("misuse: cases fixed by issues 6 and 7", function()
+  check("run(nil) raises naming the function", [[return try(coronet.run, nil)]], raises("function"))
+  check("sleep inside a table.sort comparator raises, and the fiber can still sleep", [[
+    return in_fiber(function()
+      local kind, detail = try(function() table.sort({ 3, 1, 2 }, function(a, b) coronet.sleep(0.001) return a < b end) end)
+      assert(coronet.sleep(0.001))
+      return kind, detail
+    end)]], raises(CANNOT_YIELD))
+  check("read_line inside a table.sort comparator raises, and the fiber can still read", [[
+    return in_fiber(function()
+      local _, r, w = connected()
+      local kind, detail = try(function() table.sort({ 3, 1, 2 }, function(a, b) r:read_line() return a < b end) end)
+      collectgarbage()
+      w:write("line\n")
+      assert(r:read_line({ timeout = 2 }) == "line")
+      return kind, detail
+    end)]], raises(CANNOT_YIELD))
+  check("deferred:wait inside a string.gsub callback raises, and the fiber can still wait", [[
+    return in_fiber(function()
+      local iv = coronet.ivar()
+      local kind, detail = try(function() ("ab"):gsub(".", function() iv.deferred:wait(0.01) end) end)
+      coronet.spawn(function() iv:fill(1) end)
+      assert(iv.deferred:wait(2) == 1)
+      return kind, detail
+    end)]], raises(CANNOT_YIELD))
+  check("a stray coroutine.resume of a sleeping fiber is refused", [[
+    return in_fiber(function()
+      local co
+      local sleeper = coronet.spawn(function() co = coroutine.running() return coronet.sleep(0.05) end)
+      coronet.sleep(0.01)
+      local ok, value, message = coroutine.resume(co)
+      assert(sleeper:join(2) == true, "the real wake-up did not arrive")
+      if ok and value == nil then return "refused", tostring(message) end
+      return "resumed", tostring(value)
+    end)]], { kind = "refused", pattern = "stray coroutine.resume" })
+  check("step('x') raises a bad argument", [[return try(coronet.step, "x")]], raises("step"))
+  check("step(-1) raises a bad argument", [[return try(coronet.step, -1)]], raises("step"))
+  check("signal('SIGBOGUS') raises at the call", [[return in_fiber(function() return try(coronet.signal, "SIGBOGUS") end)]],
+    raises("SIGBOGUS"))
+  check("an address compared with another userdata is false", [[
+    return try(function() return coronet.address("127.0.0.1", 1) == io.stdout end)]],
+    { kind = "returned", pattern = "^false$" })
+  check("a host with an embedded NUL fails as EAI_NONAME, never connecting to the part before it", [[
+    return in_fiber(function()
+      local _, port = helper.server(helper.echo)
+      return try(tcp.connect, tcp.Where_to_connect.of_host_and_port("127.0.0.1\0.evil.example", port))
+    end)]], fails("EAI_NONAME"))
+  check("getfd after close raises or fails with closed", [[
+    return in_fiber(function()
+      local s = connected()
+      s:close()
+      local kind, detail = try(function() return s:getfd() end)
+      if kind == "raised" and detail:match("closed") then return "failed", "closed" end
+      return kind, detail
+    end)]], fails("closed"))
+  check("bind after close fails with closed", [[
+    return in_fiber(function()
+      local s = tcp.socket()
+      s:close()
+      return try(function() return s:bind(coronet.address("127.0.0.1", 0)) end)
+    end)]], fails("closed"))
+  check("write({}) raises", [[
+    return in_fiber(function() local _, _, w = connected() return try(function() return w:write({}) end) end)]],
+    raises("write"))
+  check("write of a table with __tostring raises", [[
+    return in_fiber(function()
+      local _, _, w = connected()
+      return try(function() return w:write(setmetatable({}, { __tostring = function() return "x" end })) end)
+    end)]], raises("write"))
+  check("receive(2.5) raises or reads 2 bytes", [[
+    return in_fiber(function()
+      local _, r, w = connected()
+      w:write("abc\n")
+      local kind, detail = try(function() return r:receive(2.5) end)
+      if kind == "raised" and detail:match("receive") then return "returned", "ab" end
+      return kind, detail
+    end)]], { kind = "returned", pattern = "^ab$" })
+  check("flushed() then close() does not end the run", [[
+    return in_fiber(function()
+      local _, _, w = connected()
+      w:write("x")
+      local d = w:flushed()
+      w:close()
+      coronet.sleep(0.05)
+      return "returned", tostring(d ~= nil)
+    end)]], { kind = "returned", pattern = "^true$" })
+  check("closing a writer wakes a fiber waiting in write with closed", [[
+    return in_fiber(function()
+      local release = coronet.ivar()
+      local _, port = helper.server(function() release.deferred:wait() end) -- never reads
+      local s, _, w = helper.connect(port, { writer_buffer_size = 16 })
+      assert(w:write(("x"):rep(8 * 1024 * 1024))) -- taken whole: pending was below the mark
+      local waiter = coronet.spawn(function()
+        return try(function() return w:write("x") end) -- waits above the mark
+      end)
+      coronet.sleep(0.05)
+      w:close()
+      local kind, detail = waiter:join(3)
+      s:abort()
+      release:fill()
+      return kind, detail
+    end)]], fails("closed"))
+  check("connect with reader_buffer_size = -1 raises", connect_with("{ reader_buffer_size = -1 }"),
+    raises("reader_buffer_size"))
+  check("connect with writer_buffer_size = -1 raises", connect_with("{ writer_buffer_size = -1 }"),
+    raises("writer_buffer_size"))
+  check("connect with close_timeout = -1 raises", connect_with("{ close_timeout = -1 }"), raises("close_timeout"))
+  check("connect with close_timeout = NaN raises", connect_with("{ close_timeout = 0/0 }"), raises("close_timeout"))
+  check("Server.create with max_connections = -1 raises", listen_with("{ max_connections = -1 }"),
+    raises("max_connections"))
+  check("Server.create with backlog = -1 raises", listen_with("{ backlog = -1 }"), raises("backlog"))
+  check("Server.create with max_accepts_per_batch = -1 raises", listen_with("{ max_accepts_per_batch = -1 }"),
+    raises("max_accepts_per_batch"))
+  check("server:close(42) raises", [[
+    return in_fiber(function() local server = helper.server(helper.echo) return try(function() return server:close(42) end) end)]],
+    raises("Server.close: options must be a table"))
+  check("setoption after close raises or fails with closed", [[
+    return in_fiber(function()
+      local s = connected()
+      s:close()
+      local kind, detail = try(function() return s:setoption("keepalive", true) end)
+      if kind == "raised" and detail:match("closed") then return "failed", "closed" end
+      return kind, detail
+    end)]], fails("closed"))
+  -- The halves stay reachable (another party may have closed the socket under
+  -- a handler, which must not raise for it); they say they are closed.
+  check("reader() after close gives a closed reader whose reads fail with closed", [[
+    return in_fiber(function()
+      local s = connected()
+      s:close()
+      local r = s:reader()
+      assert(tostring(r):match("%(closed%)"), tostring(r))
+      return try(function() return r:read_line() end)
+    end)]], fails("closed"))
+end)

@@ -359,9 +359,10 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
+static int is_closed(const lcn_half *h) { return h->closed || !h->conn->s || cn_reader_is_closed(h->conn->s); }
+
 static int l_is_closed(lua_State *L) {
-  lcn_half *h = lcn_check(L, 1, LCN_C_READER);
-  lua_pushboolean(L, h->closed || !h->conn->s || cn_reader_is_closed(h->conn->s));
+  lua_pushboolean(L, is_closed(lcn_check(L, 1, LCN_C_READER)));
   return 1;
 }
 
@@ -373,7 +374,7 @@ static int l_socket(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   lcn_half *h = lcn_check(L, 1, LCN_C_READER);
-  lua_pushfstring(L, "coronet.reader (%s): %p", h->closed ? "closed" : "open", (void *)h);
+  lua_pushfstring(L, "coronet.reader (%s): %p", is_closed(h) ? "closed" : "open", (void *)h);
   return 1;
 }
 

@@ -98,7 +98,9 @@ static int l_setoption(lua_State *L) {
   int opt = luaL_checkoption(L, 2, NULL, names);
   int on = lua_isnumber(L, 3) ? lua_tonumber(L, 3) > 0 : lua_toboolean(L, 3);
   int rc;
-  if (opt == 0)
+  if (cn_stream_is_closing(s)) /* as getfd: the descriptor may be gone at any moment */
+    rc = CN_ECLOSED;
+  else if (opt == 0)
     rc = cn_stream_set_nodelay(s, on);
   else if (opt == 1)
     rc = cn_stream_set_keepalive(s, on, lua_isnumber(L, 3) ? (unsigned)lua_tointeger(L, 3) : 0);
@@ -113,7 +115,8 @@ static int l_setoption(lua_State *L) {
 static int l_getoption(lua_State *L) {
   cn_stream *s = check_open(L, NULL);
   static const char *const names[] = {"tcp-nodelay", "keepalive", "reuseaddr", NULL};
-  int on, rc = cn_stream_get_option(s, (cn_sockopt)luaL_checkoption(L, 2, NULL, names), &on);
+  cn_sockopt opt = (cn_sockopt)luaL_checkoption(L, 2, NULL, names);
+  int on, rc = cn_stream_is_closing(s) ? CN_ECLOSED : cn_stream_get_option(s, opt, &on);
   if (rc < 0) return lcn_fail(L, rc, "getoption", NULL);
   lua_pushboolean(L, on);
   return 1;

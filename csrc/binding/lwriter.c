@@ -148,10 +148,14 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-static int l_is_closed(lua_State *L) {
-  lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
+/* Closed through this object, by the socket, or by an abort. */
+static int is_closed(const lcn_half *h) {
   cn_stream *s = h->conn->s;
-  lua_pushboolean(L, h->closed || !s || cn_writer_is_closed(s) || cn_stream_is_closing(s)); /* an abort closes it too */
+  return h->closed || !s || cn_writer_is_closed(s) || cn_stream_is_closing(s);
+}
+
+static int l_is_closed(lua_State *L) {
+  lua_pushboolean(L, is_closed(lcn_check(L, 1, LCN_C_WRITER)));
   return 1;
 }
 
@@ -163,7 +167,7 @@ static int l_socket(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
-  lua_pushfstring(L, "coronet.writer (%s): %p", h->closed ? "closed" : "open", (void *)h);
+  lua_pushfstring(L, "coronet.writer (%s): %p", is_closed(h) ? "closed" : "open", (void *)h);
   return 1;
 }
 

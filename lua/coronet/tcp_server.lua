@@ -172,7 +172,10 @@ end
 -- No handler starts after close.
 -- @tparam[opt] table opts `{close_existing_connections=bool}`
 function Server:close(opts)
-  local close_existing = type(opts) == "table" and opts.close_existing_connections or false
+  if opts ~= nil and type(opts) ~= "table" then
+    error("coronet.tcp.Server.close: options must be a table (got " .. type(opts) .. ")", 2)
+  end
+  local close_existing = opts ~= nil and opts.close_existing_connections or false
   self.core:close(close_existing)
   if not self.closed then
     self.closed = true
