@@ -14,14 +14,15 @@ void cn_buf_init(cn_buf *b);
 /* Frees the block; the buffer is empty and reusable afterwards. */
 void cn_buf_free(cn_buf *b);
 static inline size_t cn_buf_len(const cn_buf *b) { return b->end - b->start; }
-static inline char *cn_buf_data(const cn_buf *b) { return b->base + b->start; }
+/* NULL for a buffer with no block (NULL + 0 is undefined in C). */
+static inline char *cn_buf_data(const cn_buf *b) { return b->base ? b->base + b->start : NULL; }
 /* Ensure at least n free bytes after the data: compact first, grow (doubling) if needed.
  * Returns 0, or UV_ENOMEM leaving the buffer unchanged. */
 int cn_buf_reserve(cn_buf *b, size_t n);
 /* The free span after the data; *avail receives its size. */
 static inline char *cn_buf_tail(cn_buf *b, size_t *avail) {
   *avail = b->cap - b->end;
-  return b->base + b->end;
+  return b->base ? b->base + b->end : NULL;
 }
 /* Mark n bytes of the free span as data (n <= available). */
 void cn_buf_commit(cn_buf *b, size_t n);

@@ -68,9 +68,7 @@ static void on_wake(cn_waiter *w, int status);
 static void pump(consumer *c) {
   for (;;) {
     size_t n = 0, k;
-    /* An empty reader is not peeked: cn_buf_data() of a buffer with no block
-     * computes NULL + 0, which clang's UBSan reports (pointer-overflow). */
-    const char *p = cn_reader_buffered(c->s) ? cn_reader_peek(c->s, &n) : NULL;
+    const char *p = cn_reader_peek(c->s, &n);
     FUZZ_CHECK(n == cn_reader_buffered(c->s));
     k = decide(c, p, n);
     if (k > 0) {
