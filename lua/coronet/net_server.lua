@@ -201,12 +201,16 @@ function M.accept_fork(listening, handler, opts)
   if on_error ~= nil and type(on_error) ~= "function" then
     error("coronet.net.accept_fork: on_error must be a function", 2)
   end
-  local flow, address, code = M.accept(listening)
+  -- On a switch, the flow is attached to it: the switch waits for its close
+  -- to finish, and lets it go once the handler closed it.
+  local flow, address, code = M.accept(listening, { sw = opts.sw })
   if not flow then return nil, address, code end
   local function body()
     local ok, err = xpcall(handler, with_traceback, flow, address)
     flow:close()
-    if ok or core.current():is_cancelled() then return end
+    -- a cancelled wait's error is the cancellation's echo, not the handler's
+    -- own; any other error, even after a cancel, is reported
+    if ok or (errors.is(err, "cancelled") and core.current():is_cancelled()) then return end
     err = with_address(err, address)
     if not on_error then error(err, 0) end
     on_error(err, address)
