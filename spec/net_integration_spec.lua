@@ -145,7 +145,12 @@ describe("net with coronet.switch", function()
     helper.run(function()
       local before = core.live()
       local seen = setmetatable({}, { __mode = "k" })
+      local counted = { closes = 0 }
+      function counted:close() self.closes = self.closes + 1 end
+      function counted:is_closed() return self.closes > 0 end
       coronet.switch(function(sw)
+        sw:attach(counted)
+        counted:close()
         local listening, port = listen({ sw = sw })
         for _ = 1, 100 do
           local flow = assert(net.connect(to(port), { sw = sw }))
@@ -166,6 +171,7 @@ describe("net with coronet.switch", function()
         for _ in pairs(seen) do alive = alive + 1 end
         assert.is_true(alive < 64, alive .. " of 200 closed flows kept alive by the switch")
       end)
+      assert.are.equal(1, counted.closes)
       assert.are.equal(before, core.live())
     end)
   end)

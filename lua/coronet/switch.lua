@@ -111,6 +111,13 @@ local function wait_forks(sw)
   return protected
 end
 
+-- True for an attached resource whose owner has started closing it.
+local function closed_by_owner(value)
+  if type(value) == "function" or type(value.is_closed) ~= "function" then return false end
+  local ok, closed = pcall(value.is_closed, value)
+  return ok and closed == true
+end
+
 -- Waits for the close of each resource to finish, protected.
 local function wait_closes(sw, resources)
   for _, resource in ipairs(resources) do
@@ -132,7 +139,7 @@ local function release(sw)
     if type(value) == "function" then
       ok, err = xpcall(value, errors.with_traceback)
     elseif value then
-      ok, err = xpcall(value.close, errors.with_traceback, value)
+      if not closed_by_owner(value) then ok, err = xpcall(value.close, errors.with_traceback, value) end
       if ok and value.close_finished then closing[#closing + 1] = value end
     end
     if not ok then record_failure(sw, err) end
@@ -189,13 +196,6 @@ function Switch:fork(fn, ...)
   return fiber
 end
 
--- True for an attached resource whose owner has started closing it.
-local function closed_by_owner(value)
-  if type(value) == "function" or type(value.is_closed) ~= "function" then return false end
-  local ok, closed = pcall(value.is_closed, value)
-  return ok and closed == true
-end
-
 -- Drops the entries removed or closed by their owner from the release list,
 -- keeping the order of the others and their handles' index. A closed
 -- resource moves to a weak set: the switch no longer keeps it alive (a
@@ -208,7 +208,7 @@ local function sweep(sw)
     local entry = sw.releases[i]
     sw.releases[i] = nil
     if entry and closed_by_owner(entry.value) then
-      sw.closed_by_owner[entry.value] = true
+      if entry.value.close_finished then sw.closed_by_owner[entry.value] = true end
       entry.index = nil
     elseif entry then
       kept = kept + 1
