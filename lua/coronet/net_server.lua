@@ -44,6 +44,14 @@ local function with_traceback(err)
   return debug.traceback(err, 2)
 end
 
+-- Raises, through core.park's own checks, unless the running fiber can wait
+-- here (not the main thread, a coroutine of the user's, a table.sort
+-- comparator...): called before a waiter or a credit is added, so a raise
+-- leaves nothing behind (DESIGN rule 12).
+local function check_can_wait()
+  if not core.current() or not coroutine.isyieldable() then core.park() end
+end
+
 local function closed_error(what)
   return errors.new("closed", what .. ": the listening socket is closed")
 end
@@ -63,8 +71,11 @@ end
 
 local serve -- run_server's per-connection body, below
 
--- Every accepted connection starts here, in a fiber of its own.
-local function dispatch(listening, sock, address)
+-- Every accepted connection starts here, in a fiber of its own. The core
+-- server holds the listening socket only through `weak` (see net.listen).
+local function dispatch(weak, sock, address)
+  local listening = weak[1]
+  if not listening then return sock:close() end
   local state = listening.serving
   if state then return serve(state, sock, address) end
   hand_over(listening, sock, address)
@@ -92,7 +103,12 @@ function M.listen(addr, opts)
                                    backlog = backlog }, Listening)
   local listen_opts = { paused = true, exact_backlog = backlog ~= nil, backlog = backlog,
                         reuse_port = opts.reuse_port, remove_stale = opts.reuse_addr }
-  local server, err, code = core.listen(addr, listen_opts, dispatch, listening)
+  -- The core server stays anchored until its close finishes; holding the
+  -- listening socket weakly lets a dropped one be collected (and closed by
+  -- __gc): nothing can ask it to accept any more. A waiting accept or
+  -- run_server keeps it reachable.
+  local weak = setmetatable({ listening }, { __mode = "v" })
+  local server, err, code = core.listen(addr, listen_opts, dispatch, weak)
   if not server then return nil, err, code end
   listening.core = server
   if opts.sw then opts.sw:attach(listening) end
@@ -138,6 +154,14 @@ function Listening:close_finished(timeout) return self.core:close_wait(timeout) 
 
 function Listening:__close() self:close() end
 
+-- Collected without close: only the core server is left to close (its
+-- accepted connections are the flows' own to close).
+function Listening:__gc()
+  if self.closed or not self.core then return end
+  self.closed = true
+  self.core:close(false)
+end
+
 function Listening:__tostring()
   return ("coronet.net.listening (%s%s)"):format(tostring(self.core:address()), self.closed and ", closed" or "")
 end
@@ -168,6 +192,7 @@ function M.accept(listening, opts)
   elseif listening.closed then
     return nil, closed_error("accept"), "closed"
   else
+    check_can_wait()
     local ivar = deferred.ivar()
     listening.waiting[#listening.waiting + 1] = ivar
     listening.core:add_credit(1)
@@ -377,6 +402,7 @@ function M.run_server(listening, handler, opts)
   end
   if listening.serving then error("coronet.net.run_server: this listening socket is already serving", 2) end
   if listening.closed then return nil, closed_error("run_server"), "closed" end
+  check_can_wait()
   if (opts.workers or 1) > 1 then return require("coronet.net_workers").run(listening, handler, opts) end
   if type(handler) == "string" then handler = M.load_handler(handler) end
   return serve_until_stopped(listening, handler, opts)
