@@ -231,6 +231,10 @@ describe("coronet.net misuse", function()
         { "run_server", function() net.run_server(listening, f, "opts") end },
         { "run_server", function() net.run_server(listening, f, { max_connections = 0 }) end },
         { "run_server", function() net.run_server(listening, f, { workers = 1.5 }) end },
+        { "listen", function() net.listen(ip4(), { sw = {} }) end },
+        { "accept", function() net.accept(listening, { sw = 1 }) end },
+        { "accept_fork", function() net.accept_fork(listening, f, { sw = true }) end },
+        { "datagram_socket", function() net.datagram_socket(ip4(), { sw = 5 }) end },
         { "datagram_socket", function() net.datagram_socket(42) end },
         { "datagram_socket", function() net.datagram_socket("udp5") end },
         { "getaddrinfo", function() net.getaddrinfo(42) end },
@@ -240,10 +244,12 @@ describe("coronet.net misuse", function()
         { "with_tcp_connect", function() net.with_tcp_connect("localhost", {}, f) end },
         { "with_tcp_connect", function() net.with_tcp_connect("localhost", 80, f, { addresses = {} }) end },
       }
+      local live = core.live()
       for _, case in ipairs(cases) do
         local ok, err = pcall(case[2])
         assert.is_false(ok, case[1])
         assert.truthy(tostring(err):find(case[1], 1, true), case[1] .. ": " .. tostring(err))
+        assert.are.equal(live, core.live(), case[1] .. " raised with a new object open")
       end
       close(listening)
     end)

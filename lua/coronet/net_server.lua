@@ -22,9 +22,14 @@ local function check_listening(listening, fn)
   return listening
 end
 
+-- Checked before anything is made, so a bad `sw` leaves nothing open.
 local function check_opts(opts, fn)
   if opts ~= nil and type(opts) ~= "table" then
     error(("coronet.net.%s: the options must be a table"):format(fn), 3)
+  end
+  local sw = opts and opts.sw
+  if sw ~= nil and (type(sw) ~= "table" or type(sw.attach) ~= "function") then
+    error(("coronet.net.%s: option 'sw' must be a switch"):format(fn), 3)
   end
   return opts or {}
 end
