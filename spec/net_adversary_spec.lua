@@ -296,6 +296,7 @@ describe("coronet.net misuse", function()
         function() return udp:recv(10) end,
         function() return net.getaddrinfo("localhost") end,
         function() return net.connect(ip4(port)) end,
+        function() return net.run_server(listening, echo_line) end,
       }
       for i, wait in ipairs(waits) do
         local ok, err = pcall(table.sort, { 1, 2, 3 }, function() wait() return false end)
@@ -337,6 +338,40 @@ describe("coronet.net faults", function()
       assert.are.equal("ECONNRESET", code)
       assert.are.equal("connection_reset", err.kind)
       assert.are.equal(1000, err.copied)
+      for _, obj in ipairs({ src_client, src, dst, sink, listening, sink_listening }) do close(obj) end
+    end)
+  end)
+
+  it("copy_to returns the destination's reset, with the bytes copied, and leaves the source readable", function()
+    helper.run(function()
+      local listening, port = listen()
+      local sink_listening, sink_port = listen()
+      local src_client = assert(net.connect(ip4(port)))
+      local src = assert(net.accept(listening))
+      local dst = assert(net.connect(ip4(sink_port)))
+      local sink = assert(net.accept(sink_listening))
+      local copy = coronet.spawn(function() return src:copy_to(dst) end)
+      src_client:write("first")
+      src_client:writer():flush()
+      assert.are.equal("first", sink:reader():really_read(5))
+      sink:abort()
+      local copied, err, code
+      local producer = coronet.spawn(function()
+        while not copied and not err do
+          if not src_client:write(("b"):rep(4096)) then return end
+          src_client:writer():flush()
+          coronet.sleep(t(0.01))
+        end
+      end)
+      copied, err, code = copy:join(t(2))
+      assert.is_nil(copied)
+      assert.truthy(code == "ECONNRESET" or code == "EPIPE", code)
+      assert.are.equal("connection_reset", err.kind)
+      assert.is_true(err.copied >= 5)
+      producer:join(t(2))
+      assert(src_client:write("more"))
+      src_client:writer():flush()
+      assert.is_string((src:read()))
       for _, obj in ipairs({ src_client, src, dst, sink, listening, sink_listening }) do close(obj) end
     end)
   end)
