@@ -214,11 +214,14 @@ function M.accept(listening, opts)
 end
 
 --- Accepts one connection and runs `handler(flow, address)` in a new fiber
--- (on `opts.sw` when given); the flow closes when the handler returns.
--- A handler error goes to `opts.on_error(err, address)` with the client's
--- address added (a string is prefixed "connection from <address>: ", a table
--- gets `err.address` when it has none); without `on_error` it fails the
--- switch (or, without a switch, the run).
+-- (forked on `opts.sw` when given, the flow attached to it, so the switch
+-- waits for the flow's close to finish); the flow closes when the handler
+-- returns. A handler error goes to `opts.on_error(err, address)` with the
+-- client's address added (a string is prefixed "connection from <address>: ",
+-- a table gets `err.address` when it has none); without `on_error` it fails
+-- the switch (or, without a switch, the run). An error raised after the
+-- fiber was cancelled is reported too, unless it is the cancelled wait's own
+-- `"cancelled"` error.
 -- @tparam Listening listening
 -- @tparam function handler
 -- @tparam[opt] table opts `sw`, `on_error`
