@@ -93,7 +93,9 @@ end
 -- EADDRINUSE; TCP listeners always set SO_REUSEADDR), `reuse_port`
 -- (SO_REUSEPORT, set before bind). Nothing is accepted until `accept`,
 -- `accept_fork` or `run_server` asks. A unix path is removed again when the
--- listening socket closes (only the file it bound).
+-- listening socket closes (only the file it bound). Without `sw`, it lives
+-- until closed, collected (a waiting `accept` or `run_server` keeps it
+-- reachable) or the end of `coronet.run`.
 -- @param addr an address value
 -- @tparam[opt] table opts
 -- @treturn Listening, or `nil, err, code`
