@@ -120,7 +120,9 @@ function Deferred:wait(timeout)
   local ivar = self.ivar
   if ivar.filled then return unpack(ivar.value, 1, ivar.value.n) end
   local fiber = core.current()
-  if not fiber then return core.park() end -- raises the "must run in a fiber" error
+  -- raises the "must run in a fiber" or "cannot yield here" error before an
+  -- entry is attached (a stale entry would wake this fiber's next wait)
+  if not fiber or not coroutine.isyieldable() then return core.park() end
   local entry = { fiber = fiber, ticket = fiber:ticket() }
   append(ivar, entry)
   local ok, err, code = core.park(timeout)

@@ -1,8 +1,9 @@
 --- The connecting half of `coronet.net` (Eio's `Net.connect` and
 -- `Net.with_tcp_connect`), and the flow conveniences. A flow is the
 -- foundation's socket object (`flow:reader()`, `flow:writer()`,
--- `flow:shutdown("send")`, `flow:close()` work as in `coronet.tcp`), plus
--- `flow:read`, `flow:write` and `flow:copy_to` defined here.
+-- `flow:shutdown("send")`, `flow:close()` work as in `coronet.tcp`), with
+-- Eio's `flow:read`, `flow:write` and `flow:copy_to`, which every socket has
+-- (coronet.socket defines them).
 --
 -- Failures are returned as `nil, err, code`, never raised; misuse raises.
 -- `err.kind` is Eio's category: `"refused"`, `"no_matching_addresses"` (with
@@ -16,68 +17,13 @@ local core = require "coronet.core"
 local errors = require "coronet.errors"
 local net_dns = require "coronet.net_dns"
 local tcp = require "coronet.tcp"
+require "coronet.socket" -- the flow methods: read, write, copy_to
 
 local pack, unpack = table.pack, table.unpack
-local methods = core.methods.socket
 
 local M = {}
 
 local DEFAULT_HAPPY_EYEBALLS_DELAY = 0.25
-
---- Flows: methods added to every socket.
--- @section flow
-
---- Eio's `single_read`: whatever is available, at least one byte and at
--- most `max`; `nil, err, "closed"` at end of stream.
--- @function flow:read
--- @tparam[opt] integer max
--- @treturn string, or `nil, err, code`
-function methods.read(flow, max)
-  return flow:reader():read(max)
-end
-
---- Writes strings (or arrays of strings) through the flow's writer, with
--- its back-pressure: returns once the bytes are buffered below the
--- high-water mark; `flow:writer():flush()` or closing the flow sends them.
--- @function flow:write
--- @treturn true, or `nil, err, code`
-function methods.write(flow, ...)
-  return flow:writer():write(...)
-end
-
---- Copies everything `flow` reads to `other` until end of stream, waiting
--- whenever `other`'s writer is above its high-water mark, then flushes
--- `other`. Returns the number of bytes copied, or `nil, err, code` (with
--- `err.copied`, the bytes copied before the failure).
--- @function flow:copy_to
--- @param other a flow
--- @treturn integer, or `nil, err, code`
-function methods.copy_to(flow, other)
-  local reader, writer = flow:reader(), other:writer()
-  local copied = 0
-  while true do
-    local data, err, code = reader:read()
-    if not data then
-      if code ~= "closed" then
-        err.copied = copied
-        return nil, err, code
-      end
-      break
-    end
-    local ok, werr, wcode = writer:write(data)
-    if not ok then
-      werr.copied = copied
-      return nil, werr, wcode
-    end
-    copied = copied + #data
-  end
-  local ok, err, code = writer:flush()
-  if not ok then
-    err.copied = copied
-    return nil, err, code
-  end
-  return copied
-end
 
 --- Connecting.
 -- @section connect

@@ -24,6 +24,9 @@ local families = { udp4 = "inet", udp6 = "inet6" }
 function M.datagram_socket(addr, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("net.datagram_socket: options must be a table", 2) end
+  if opts.sw ~= nil and (type(opts.sw) ~= "table" or type(opts.sw.attach) ~= "function") then
+    error("net.datagram_socket: option 'sw' must be a switch", 2)
+  end
   local target = families[addr]
   if not target and not core.is_address(addr) then
     error(("net.datagram_socket: expected an address value, \"udp4\" or \"udp6\" (got %s)"):format(tostring(addr)), 2)

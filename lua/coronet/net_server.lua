@@ -22,9 +22,14 @@ local function check_listening(listening, fn)
   return listening
 end
 
+-- Checked before anything is made, so a bad `sw` leaves nothing open.
 local function check_opts(opts, fn)
   if opts ~= nil and type(opts) ~= "table" then
     error(("coronet.net.%s: the options must be a table"):format(fn), 3)
+  end
+  local sw = opts and opts.sw
+  if sw ~= nil and (type(sw) ~= "table" or type(sw.attach) ~= "function") then
+    error(("coronet.net.%s: option 'sw' must be a switch"):format(fn), 3)
   end
   return opts or {}
 end
@@ -42,6 +47,14 @@ end
 local function with_traceback(err)
   if type(err) ~= "string" then return err end
   return debug.traceback(err, 2)
+end
+
+-- Raises, through core.park's own checks, unless the running fiber can wait
+-- here (not the main thread, a coroutine of the user's, a table.sort
+-- comparator...): called before a waiter or a credit is added, so a raise
+-- leaves nothing behind (DESIGN rule 12).
+local function check_can_wait()
+  if not core.current() or not coroutine.isyieldable() then core.park() end
 end
 
 local function closed_error(what)
@@ -63,8 +76,11 @@ end
 
 local serve -- run_server's per-connection body, below
 
--- Every accepted connection starts here, in a fiber of its own.
-local function dispatch(listening, sock, address)
+-- Every accepted connection starts here, in a fiber of its own. The core
+-- server holds the listening socket only through `weak` (see net.listen).
+local function dispatch(weak, sock, address)
+  local listening = weak[1]
+  if not listening then return sock:close() end
   local state = listening.serving
   if state then return serve(state, sock, address) end
   hand_over(listening, sock, address)
@@ -77,7 +93,9 @@ end
 -- EADDRINUSE; TCP listeners always set SO_REUSEADDR), `reuse_port`
 -- (SO_REUSEPORT, set before bind). Nothing is accepted until `accept`,
 -- `accept_fork` or `run_server` asks. A unix path is removed again when the
--- listening socket closes (only the file it bound).
+-- listening socket closes (only the file it bound). Without `sw`, it lives
+-- until closed, collected (a waiting `accept` or `run_server` keeps it
+-- reachable) or the end of `coronet.run`.
 -- @param addr an address value
 -- @tparam[opt] table opts
 -- @treturn Listening, or `nil, err, code`
@@ -92,7 +110,12 @@ function M.listen(addr, opts)
                                    backlog = backlog }, Listening)
   local listen_opts = { paused = true, exact_backlog = backlog ~= nil, backlog = backlog,
                         reuse_port = opts.reuse_port, remove_stale = opts.reuse_addr }
-  local server, err, code = core.listen(addr, listen_opts, dispatch, listening)
+  -- The core server stays anchored until its close finishes; holding the
+  -- listening socket weakly lets a dropped one be collected (and closed by
+  -- __gc): nothing can ask it to accept any more. A waiting accept or
+  -- run_server keeps it reachable.
+  local weak = setmetatable({ listening }, { __mode = "v" })
+  local server, err, code = core.listen(addr, listen_opts, dispatch, weak)
   if not server then return nil, err, code end
   listening.core = server
   if opts.sw then opts.sw:attach(listening) end
@@ -138,6 +161,14 @@ function Listening:close_finished(timeout) return self.core:close_wait(timeout) 
 
 function Listening:__close() self:close() end
 
+-- Collected without close: only the core server is left to close (its
+-- accepted connections are the flows' own to close).
+function Listening:__gc()
+  if self.closed or not self.core then return end
+  self.closed = true
+  self.core:close(false)
+end
+
 function Listening:__tostring()
   return ("coronet.net.listening (%s%s)"):format(tostring(self.core:address()), self.closed and ", closed" or "")
 end
@@ -168,6 +199,7 @@ function M.accept(listening, opts)
   elseif listening.closed then
     return nil, closed_error("accept"), "closed"
   else
+    check_can_wait()
     local ivar = deferred.ivar()
     listening.waiting[#listening.waiting + 1] = ivar
     listening.core:add_credit(1)
@@ -184,11 +216,14 @@ function M.accept(listening, opts)
 end
 
 --- Accepts one connection and runs `handler(flow, address)` in a new fiber
--- (on `opts.sw` when given); the flow closes when the handler returns.
--- A handler error goes to `opts.on_error(err, address)` with the client's
--- address added (a string is prefixed "connection from <address>: ", a table
--- gets `err.address` when it has none); without `on_error` it fails the
--- switch (or, without a switch, the run).
+-- (forked on `opts.sw` when given, the flow attached to it, so the switch
+-- waits for the flow's close to finish); the flow closes when the handler
+-- returns. A handler error goes to `opts.on_error(err, address)` with the
+-- client's address added (a string is prefixed "connection from <address>: ",
+-- a table gets `err.address` when it has none); without `on_error` it fails
+-- the switch (or, without a switch, the run). An error raised after the
+-- fiber was cancelled is reported too, unless it is the cancelled wait's own
+-- `"cancelled"` error.
 -- @tparam Listening listening
 -- @tparam function handler
 -- @tparam[opt] table opts `sw`, `on_error`
@@ -201,12 +236,16 @@ function M.accept_fork(listening, handler, opts)
   if on_error ~= nil and type(on_error) ~= "function" then
     error("coronet.net.accept_fork: on_error must be a function", 2)
   end
-  local flow, address, code = M.accept(listening)
+  -- On a switch, the flow is attached to it: the switch waits for its close
+  -- to finish, and lets it go once the handler closed it.
+  local flow, address, code = M.accept(listening, { sw = opts.sw })
   if not flow then return nil, address, code end
   local function body()
     local ok, err = xpcall(handler, with_traceback, flow, address)
     flow:close()
-    if ok or core.current():is_cancelled() then return end
+    -- a cancelled wait's error is the cancellation's echo, not the handler's
+    -- own; any other error, even after a cancel, is reported
+    if ok or (errors.is(err, "cancelled") and core.current():is_cancelled()) then return end
     err = with_address(err, address)
     if not on_error then error(err, 0) end
     on_error(err, address)
@@ -373,6 +412,7 @@ function M.run_server(listening, handler, opts)
   end
   if listening.serving then error("coronet.net.run_server: this listening socket is already serving", 2) end
   if listening.closed then return nil, closed_error("run_server"), "closed" end
+  check_can_wait()
   if (opts.workers or 1) > 1 then return require("coronet.net_workers").run(listening, handler, opts) end
   if type(handler) == "string" then handler = M.load_handler(handler) end
   return serve_until_stopped(listening, handler, opts)

@@ -1,8 +1,14 @@
 --- A connected (or connectable) socket. Every method is also a function of
 -- this module taking the socket first (`socket.close(s)` is `s:close()`).
--- The methods are written in C (csrc/binding/lstream.c); this module
--- documents them and returns their table.
+-- Most methods are written in C (csrc/binding/lstream.c); this module
+-- documents them, adds the flow conveniences of Eio (`read`, `write`,
+-- `copy_to`, written here in Lua) and returns the methods' table. The
+-- modules that give sockets (coronet.tcp, coronet.net) load it, so every
+-- socket has the same methods whichever of them made it.
 -- @module coronet.socket
+local core = require "coronet.core"
+
+local methods = core.methods.socket
 
 --- The peer's address value (`tostring`, `.family`, `.ip`, `.port`, `.path`).
 -- @function getpeername
@@ -84,4 +90,59 @@
 -- @function configure
 -- @tparam table opts
 
-return require("coronet.core").methods.socket
+--- Eio's `single_read`: whatever is available, at least one byte and at
+-- most `max` (the reader's `read`); `nil, err, "closed"` at end of stream.
+-- @function read
+-- @tparam[opt] integer max
+-- @treturn string, or `nil, err, code`
+function methods.read(sock, max)
+  return sock:reader():read(max)
+end
+
+--- Writes strings (or arrays of strings) through the socket's writer, with
+-- its back-pressure: returns once the bytes are buffered below the
+-- high-water mark; `sock:writer():flush()` or closing the socket sends them.
+-- @function write
+-- @treturn true, or `nil, err, code`
+function methods.write(sock, ...)
+  return sock:writer():write(...)
+end
+
+-- Adds the bytes copied so far to an error value (any other value passes).
+local function with_copied(err, copied)
+  if type(err) == "table" then err.copied = copied end
+  return err
+end
+
+--- Copies everything `sock` reads to `other` until end of stream, then
+-- flushes `other`. Back-pressure: each write waits while `other`'s writer
+-- is above its high-water mark, and nothing more is read meanwhile, so the
+-- memory held is bounded by the two buffers whatever the sizes. Returns the
+-- number of bytes copied, or `nil, err, code` (with `err.copied`, the bytes
+-- copied before the failure: a reset of either peer, a timeout of either
+-- socket, a cancel). `other` not a socket raises.
+-- @function copy_to
+-- @param other a socket (a flow)
+-- @treturn integer, or `nil, err, code`
+function methods.copy_to(sock, other)
+  if getmetatable(other) ~= getmetatable(sock) then
+    error(("coronet.socket: copy_to expects a socket to copy to (got %s)"):format(type(other)), 2)
+  end
+  local reader, writer = sock:reader(), other:writer()
+  local copied = 0
+  while true do
+    local data, err, code = reader:read()
+    if not data then
+      if code ~= "closed" then return nil, with_copied(err, copied), code end
+      break
+    end
+    local ok, werr, wcode = writer:write(data)
+    if not ok then return nil, with_copied(werr, copied), wcode end
+    copied = copied + #data
+  end
+  local ok, err, code = writer:flush()
+  if not ok then return nil, with_copied(err, copied), code end
+  return copied
+end
+
+return methods

@@ -22,6 +22,10 @@ local errors = require "coronet.errors"
 
 local pack, unpack = table.pack, table.unpack
 
+-- The release list is swept when it reaches this length (then twice what
+-- the last sweep kept).
+local SWEEP_MIN = 64
+
 local M = {}
 
 --- The switch passed to `fn`.
@@ -107,26 +111,43 @@ local function wait_forks(sw)
   return protected
 end
 
+-- True for an attached resource whose owner has started closing it.
+local function closed_by_owner(value)
+  if type(value) == "function" or type(value.is_closed) ~= "function" then return false end
+  local ok, closed = pcall(value.is_closed, value)
+  return ok and closed == true
+end
+
+-- Waits for the close of each resource to finish, protected.
+local function wait_closes(sw, resources)
+  for _, resource in ipairs(resources) do
+    local ok, err = xpcall(resource.close_finished, errors.with_traceback, resource)
+    if not ok then record_failure(sw, err) end
+  end
+end
+
 -- Runs the release functions and starts closing the attached resources, the
--- latest first; then waits for those closes to finish.
+-- latest first; then waits for those closes to finish, and for the closes
+-- their owners started (those still alive: see `sweep`).
 local function release(sw)
   local closing = {}
   for i = sw.nreleases, 1, -1 do
     local entry = sw.releases[i]
     sw.releases[i] = false
+    local value = entry and entry.value
     local ok, err = true, nil
-    if type(entry) == "function" then
-      ok, err = xpcall(entry, errors.with_traceback)
-    elseif entry then
-      ok, err = xpcall(entry.close, errors.with_traceback, entry)
-      if ok and entry.close_finished then closing[#closing + 1] = entry end
+    if type(value) == "function" then
+      ok, err = xpcall(value, errors.with_traceback)
+    elseif value then
+      if not closed_by_owner(value) then ok, err = xpcall(value.close, errors.with_traceback, value) end
+      if ok and value.close_finished then closing[#closing + 1] = value end
     end
     if not ok then record_failure(sw, err) end
   end
-  for _, resource in ipairs(closing) do
-    local ok, err = xpcall(resource.close_finished, errors.with_traceback, resource)
-    if not ok then record_failure(sw, err) end
-  end
+  wait_closes(sw, closing)
+  local closed_by_owner = {}
+  for resource in pairs(sw.closed_by_owner) do closed_by_owner[#closed_by_owner + 1] = resource end
+  wait_closes(sw, closed_by_owner)
 end
 
 local function finish(sw)
@@ -147,7 +168,8 @@ function M.run(fn, ...)
   local fiber = core.current()
   if not fiber then error("coronet.switch must run in a coronet fiber: start one with coronet.spawn or coronet.run", 2) end
   local sw = setmetatable({ fiber = fiber, depth = core.scope_open(), forks = {}, nforks = 0,
-                            releases = {}, nreleases = 0, done = false, failed = false }, Switch)
+                            releases = {}, nreleases = 0, sweep_at = SWEEP_MIN,
+                            closed_by_owner = setmetatable({}, { __mode = "k" }), done = false, failed = false }, Switch)
   local result = pack(xpcall(fn, errors.with_traceback, sw, ...))
   if not result[1] then record_failure(sw, result[2]) end
   finish(sw)
@@ -174,11 +196,37 @@ function Switch:fork(fn, ...)
   return fiber
 end
 
-local function add_release(sw, entry)
+-- Drops the entries removed or closed by their owner from the release list,
+-- keeping the order of the others and their handles' index. A closed
+-- resource moves to a weak set: the switch no longer keeps it alive (a
+-- switch serving for days attaches one flow per client), but waits at its
+-- end for the close of those still alive to finish. Called when the list
+-- has doubled since the last sweep: O(1) per attach, amortised.
+local function sweep(sw)
+  local kept = 0
+  for i = 1, sw.nreleases do
+    local entry = sw.releases[i]
+    sw.releases[i] = nil
+    if entry and closed_by_owner(entry.value) then
+      if entry.value.close_finished then sw.closed_by_owner[entry.value] = true end
+      entry.index = nil
+    elseif entry then
+      kept = kept + 1
+      sw.releases[kept] = entry
+      entry.index = kept
+    end
+  end
+  sw.nreleases = kept
+  sw.sweep_at = math.max(SWEEP_MIN, 2 * kept)
+end
+
+local function add_release(sw, value)
+  if sw.nreleases >= sw.sweep_at then sweep(sw) end
   local n = sw.nreleases + 1
+  local handle = setmetatable({ switch = sw, index = n, value = value }, Handle)
   sw.nreleases = n
-  sw.releases[n] = entry
-  return setmetatable({ switch = sw, index = n }, Handle)
+  sw.releases[n] = handle
+  return handle
 end
 
 --- Runs `fn()` when the switch ends, after its fibers have finished; release
@@ -200,7 +248,11 @@ end
 --- Attaches a resource (anything with `close()`, and optionally
 -- `close_finished()`, which waits): the switch closes it at its end, in the
 -- release order, and waits for its close to finish. `handle:remove()`
--- detaches it, e.g. once its owner closed it. On a finished switch the
+-- detaches it. A resource its owner closed first (its `is_closed()` is
+-- true) is not closed again, and the switch stops keeping it alive (it lets
+-- such resources go in sweeps, so a long-lived switch that attaches one flow
+-- per client stays bounded); if it is still alive at the end, the switch
+-- waits for its close to finish. On a finished switch the
 -- resource is closed at once and the call raises.
 -- @param resource
 -- @treturn Handle
@@ -245,7 +297,10 @@ end
 --- Detaches the release function or resource; idempotent.
 function Handle:remove()
   local sw = self.switch
-  if not sw.done and sw.releases[self.index] then sw.releases[self.index] = false end
+  if sw.done then return end
+  if self.index then sw.releases[self.index] = false end
+  if self.value ~= nil and type(self.value) ~= "function" then sw.closed_by_owner[self.value] = nil end
+  self.index, self.value = nil, nil
 end
 
 -- The methods as functions taking the switch first.

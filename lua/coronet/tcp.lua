@@ -15,6 +15,7 @@
 local core = require "coronet.core"
 local errors = require "coronet.errors"
 require "coronet.writer" -- adds the writer methods written in Lua
+require "coronet.socket" -- adds the socket methods written in Lua (read, write, copy_to)
 local where = require "coronet.where"
 
 local pack, unpack = table.pack, table.unpack
