@@ -13,4 +13,11 @@ function M.echo(flow)
   end
 end
 
+--- Echoes one line with the flow's own methods (Eio's read and write), which
+-- a worker state must have although it never loads coronet.tcp.
+function M.flow_echo(flow)
+  local line = flow:reader():read_line()
+  if line then flow:write(line, "\n") end
+end
+
 return M

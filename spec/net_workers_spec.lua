@@ -32,6 +32,26 @@ local function close(listening)
 end
 
 describe("net.run_server with workers", function()
+  it("gives worker states' handlers flows with their Lua methods (flow:write), though no worker loads coronet.tcp", function()
+    helper.run(function()
+      local listening, port = listen()
+      local stop = coronet.ivar()
+      local errors_seen = {}
+      local server = coronet.spawn(net.run_server, listening, "net_workers_fixture:flow_echo",
+        { workers = 2, stop = stop.deferred, on_error = function(err) errors_seen[#errors_seen + 1] = tostring(err) end })
+      -- Until the worker threads listen, every client queues on the calling state's listener.
+      coronet.sleep(t(0.5))
+      local clients = {}
+      for i = 1, 40 do clients[i] = echo_client(port, 1) end
+      for _, c in ipairs(clients) do assert.are.equal(1, c:join(t(5))) end
+      stop:fill("stopped")
+      local _, stats = server:join(t(5))
+      assert.are.same({}, errors_seen)
+      assert.are.equal(40, stats.accepted)
+      close(listening)
+    end, 20)
+  end)
+
   it("serves concurrent clients on every worker and sums the stats", function()
     helper.run(function()
       local listening, port = listen()

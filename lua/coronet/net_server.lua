@@ -7,6 +7,7 @@
 local core = require "coronet.core"
 local deferred = require "coronet.deferred"
 local errors = require "coronet.errors"
+require "coronet.socket" -- flows have their Lua methods in every state, worker states included
 
 local M = {}
 

@@ -3,10 +3,14 @@
 -- Most methods are written in C (csrc/binding/lstream.c); this module
 -- documents them, adds the flow conveniences of Eio (`read`, `write`,
 -- `copy_to`, written here in Lua) and returns the methods' table. The
--- modules that give sockets (coronet.tcp, coronet.net) load it, so every
--- socket has the same methods whichever of them made it.
+-- modules that give sockets (coronet.tcp, coronet.net, a worker state's
+-- server) load it, and it loads the reader's and writer's Lua methods, so
+-- every socket and its halves have the same methods whichever module, or
+-- whichever Lua state, made them.
 -- @module coronet.socket
 local core = require "coronet.core"
+require "coronet.reader"
+require "coronet.writer"
 
 local methods = core.methods.socket
 

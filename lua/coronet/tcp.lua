@@ -14,8 +14,7 @@
 -- @module coronet.tcp
 local core = require "coronet.core"
 local errors = require "coronet.errors"
-require "coronet.writer" -- adds the writer methods written in Lua
-require "coronet.socket" -- adds the socket methods written in Lua (read, write, copy_to)
+require "coronet.socket" -- adds the methods written in Lua to sockets, readers and writers
 local where = require "coronet.where"
 
 local pack, unpack = table.pack, table.unpack
