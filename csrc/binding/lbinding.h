@@ -108,6 +108,9 @@ lcn_fiber *lcn_fiber_current(lua_State *L);
 int lcn_fiber_wait(lua_State *L, lcn_fiber *f, lua_Integer deadline_ms, lcn_abort_fn abort, void *abort_data,
                    lua_KFunction k, lua_KContext kctx);
 int lcn_fiber_status(lua_State *L);
+/* The continuation for waits that give true, or nil, err, code naming
+ * `what` (a static string cast to lua_KContext). */
+int lcn_true_k(lua_State *L, int status, lua_KContext what);
 /* Loop time in ms after `seconds` (nil or false: none, giving -1), counted
  * from the time now, not from the loop's cached time. */
 lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds);

@@ -172,6 +172,16 @@ static lua_Integer fresh_now(cn_loop *loop) {
   return (lua_Integer)cn_loop_now(loop);
 }
 
+/* The continuation of a wait whose only result is success: true, or
+ * nil, err, code naming `what` (a static string passed as the context). */
+int lcn_true_k(lua_State *L, int status, lua_KContext what) {
+  (void)status;
+  int st = lcn_fiber_status(L);
+  if (st < 0) return lcn_fail(L, st, (const char *)what, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 lua_Integer lcn_deadline(lua_State *L, int idx, double default_seconds) {
   if (default_seconds < 0 && lua_isnoneornil(L, idx)) return -1;
   double s = lcn_opt_seconds(L, idx, default_seconds);

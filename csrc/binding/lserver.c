@@ -169,15 +169,6 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-static int close_wait_k(lua_State *L, int status, lua_KContext kctx) {
-  (void)status;
-  (void)kctx;
-  int st = lcn_fiber_status(L);
-  if (st < 0) return lcn_fail(L, st, "server close", NULL);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* server:close_wait([timeout]) -> true once the listener (and, if asked, every connection) is closed. */
 static int l_close_wait(lua_State *L) {
   lcn_server *b = check_server(L);
@@ -188,7 +179,7 @@ static int l_close_wait(lua_State *L) {
   }
   lcn_fiber *f = lcn_fiber_current(L);
   cn_server_close_wait(b->srv, &f->waiter);
-  return lcn_fiber_wait(L, f, deadline, NULL, NULL, close_wait_k, 0);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, lcn_true_k, (lua_KContext)"server close");
 }
 
 static int l_is_closed(lua_State *L) {

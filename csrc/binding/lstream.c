@@ -197,15 +197,6 @@ static int l_is_closed(lua_State *L) {
   return 1;
 }
 
-static int close_finished_k(lua_State *L, int status, lua_KContext kctx) {
-  (void)status;
-  (void)kctx;
-  int st = lcn_fiber_status(L);
-  if (st < 0) return lcn_fail(L, st, "close_finished", NULL);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* socket:close_finished([timeout]) -> true once the descriptor is closed. */
 static int l_close_finished(lua_State *L) {
   cn_stream *s = check_open(L, NULL);
@@ -216,7 +207,7 @@ static int l_close_finished(lua_State *L) {
   }
   lcn_fiber *f = lcn_fiber_current(L);
   cn_stream_close_wait(s, &f->waiter);
-  return lcn_fiber_wait(L, f, deadline, NULL, NULL, close_finished_k, 0);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, lcn_true_k, (lua_KContext)"close_finished");
 }
 
 static int l_stats(lua_State *L) {

@@ -214,15 +214,6 @@ static int l_is_closed(lua_State *L) {
   return 1;
 }
 
-static int close_finished_k(lua_State *L, int status, lua_KContext kctx) {
-  (void)status;
-  (void)kctx;
-  int st = lcn_fiber_status(L);
-  if (st < 0) return lcn_fail(L, st, "close_finished", NULL);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* sock:close_finished([timeout]) -> true once the descriptor is closed. */
 static int l_close_finished(lua_State *L) {
   lcn_udp *b = check_udp(L);
@@ -233,7 +224,7 @@ static int l_close_finished(lua_State *L) {
   }
   lcn_fiber *f = lcn_fiber_current(L);
   cn_udp_close_wait(b->u, &f->waiter);
-  return lcn_fiber_wait(L, f, deadline, NULL, NULL, close_finished_k, 0);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, lcn_true_k, (lua_KContext)"close_finished");
 }
 
 static int l_gc(lua_State *L) {
