@@ -142,6 +142,8 @@ void lcn_push_conn(lua_State *L, cn_stream *s);
 lcn_conn *lcn_check_conn(lua_State *L, int idx);
 /* Remembers the peer's address for error messages after the socket closed. */
 void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer);
+/* The same with an address value already on the stack (values are immutable, so it is shared). */
+void lcn_conn_keep_peer(lua_State *L, int conn_idx, int addr_idx);
 int lcn_conn_push_peer(lua_State *L, int idx);
 cn_stream *lcn_conn_stream(lua_State *L, lcn_conn *c);
 /* Reads the stream options in the table at idx (none: all defaults), raising

@@ -47,9 +47,6 @@ lcn_fiber *lcn_fiber_current(lua_State *L) {
                   "wait outside it");
   /* Every call that returns "cancelled" counts, whichever path it takes. */
   if (f->cancelled) unwind_if_ignoring_cancel(L, f);
-  /* A wait counts from when it starts: the core's own timers (a connect's
-   * timeout) then do too, even after CPU work earlier in this turn. */
-  cn_loop_update_time(f->ctx->loop);
   return f;
 }
 

@@ -68,7 +68,7 @@ static int spawn_handler(lua_State *L) {
   lua_remove(L, -3);
   lua_pushvalue(L, sock);
   lcn_push_address(L, a->peer);
-  lcn_conn_set_peer(L, sock, a->peer); /* the socket remembers its peer */
+  lcn_conn_keep_peer(L, sock, -1); /* the socket remembers its peer: the handler's address value */
   lcn_spawn(L, 3);
   return 0;
 }

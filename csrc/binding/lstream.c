@@ -21,6 +21,13 @@ void lcn_push_conn(lua_State *L, cn_stream *s) { lcn_new_conn(L)->s = s; }
 void lcn_conn_set_peer(lua_State *L, int conn_idx, const cn_addr *peer) {
   conn_idx = lua_absindex(L, conn_idx);
   lcn_push_address(L, peer);
+  lcn_conn_keep_peer(L, conn_idx, -1);
+  lua_pop(L, 1);
+}
+
+void lcn_conn_keep_peer(lua_State *L, int conn_idx, int addr_idx) {
+  conn_idx = lua_absindex(L, conn_idx);
+  lua_pushvalue(L, addr_idx);
   lua_setiuservalue(L, conn_idx, 3);
 }
 

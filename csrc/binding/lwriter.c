@@ -92,9 +92,10 @@ static int try_write(lua_State *L, cn_stream *s, lua_Integer deadline) {
 static int l_write(lua_State *L) {
   lcn_half *h = check_writer(L);
   cn_stream *s = lcn_conn_stream(L, h->conn);
-  for (int i = 2; i <= lua_gettop(L); i++) check_arg(L, i);
+  int top = lua_gettop(L);
+  for (int i = 2; i <= top; i++) check_arg(L, i);
   lua_Integer deadline = -1;
-  if (cn_writer_pending(s) > cn_writer_hwm(s)) deadline = lcn_deadline(L, lua_gettop(L) + 1, h->conn->write_timeout);
+  if (cn_writer_pending(s) > cn_writer_hwm(s)) deadline = lcn_deadline(L, top + 1, h->conn->write_timeout);
   return try_write(L, s, deadline);
 }
 

@@ -359,6 +359,9 @@ static int resolve(cn_connect *op, const cn_connect_opts *o) {
 
 int cn_connect_start(cn_loop *loop, const cn_connect_opts *o, cn_waiter *w, cn_connect **out) {
   if (!o->host && !o->addr && !o->naddrs) return UV_EINVAL;
+  /* The deadline and the attempts' bounds count from this call, even after
+   * CPU work earlier in the loop turn (libuv's timers use the cached time). */
+  cn_loop_update_time(loop);
   cn_connect *op = calloc(1, sizeof *op);
   if (!op) return UV_ENOMEM;
   op->loop = loop;
