@@ -110,6 +110,19 @@ function M.pair(script, client_opts, server_opts)
   return M.connect(port, client_opts)
 end
 
+--- A connected pair whose server sends `data` and closes.
+function M.sends(data, client_opts)
+  return M.pair(function(_, w) w:write(data) end, client_opts)
+end
+
+--- Asserts that a call's results are `nil, err, code` with this code and an error value of it.
+function M.failed_with(code, ...)
+  local value, err, got = ...
+  luassert.is_nil(value)
+  luassert.equal(code, got)
+  luassert.is_true(coronet.errors.is(err, code), tostring(err))
+end
+
 --- Polls pred() every 5 ms until it holds or `limit` seconds (default 2,
 -- scaled) pass; returns whether it held. Call it inside a fiber.
 function M.eventually(pred, limit)

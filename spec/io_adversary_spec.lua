@@ -5,16 +5,10 @@
 -- back, and server:close() from inside a handler.
 local coronet = require "coronet"
 local helper = require "helper"
-local errors = coronet.errors
 
 local t = helper.t
 
-local function failed_with(code, ...)
-  local value, err, got = ...
-  assert.is_nil(value)
-  assert.equal(code, got)
-  assert.is_true(errors.is(err, code), tostring(err))
-end
+local failed_with = helper.failed_with
 
 -- A connected pair whose server handler waits until `release()`, then runs
 -- `after(r, w)` if given. Returns client socket, reader, writer, release.

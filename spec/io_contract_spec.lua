@@ -4,21 +4,11 @@
 -- use after close answers "closed", misuse raises naming the option.
 local coronet = require "coronet"
 local helper = require "helper"
-local errors = coronet.errors
 
 local pair = helper.pair
 
--- A server that sends `data` and closes.
-local function sends(data, client_opts)
-  return pair(function(_, w) w:write(data) end, client_opts)
-end
-
-local function failed_with(code, ...)
-  local value, err, got = ...
-  assert.is_nil(value)
-  assert.equal(code, got)
-  assert.is_true(errors.is(err, code))
-end
+local sends = helper.sends
+local failed_with = helper.failed_with
 
 describe("reader: busy changes nothing", function()
   it("receive while another fiber reads returns busy and leaves the partial bytes to the first reader", function()
