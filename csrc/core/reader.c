@@ -3,6 +3,7 @@
  * only leftovers are copied into the stream's own (pooled) buffer. Reading
  * runs while there is room below the cap, or a waiter wants more, and stops
  * otherwise (back-pressure). */
+#include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include "stream.h"
@@ -132,12 +133,15 @@ static void keep_leftovers(cn_stream *s) {
 /* How the input ended. libuv reports UV_EOF without reading again when the
  * poll says the peer hung up right after a short read, and a reset (an
  * aborted peer) then looks like a clean end. The socket's pending error,
- * left unread by that shortcut, tells the two apart. */
+ * left unread by that shortcut, tells the two apart. Linux records a reset
+ * that came after the peer's FIN as EPIPE (tcp_reset in CLOSE_WAIT): the
+ * input had ended cleanly, as read() itself then says, so that is EOF. */
 static int end_status(cn_stream *s, ssize_t nread) {
   int fd = cn_stream_fileno(s), err = 0;
   socklen_t len = sizeof err;
   if (nread != UV_EOF || fd < 0) return (int)nread;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) return uv_translate_sys_error(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err && err != EPIPE)
+    return uv_translate_sys_error(err);
   return UV_EOF;
 }
 
