@@ -28,3 +28,27 @@ describe("chaos-found: a peer that sends FIN, then a reset", function()
     end)
   end)
 end)
+
+describe("chaos-found: a write while another fiber's write waits for room", function()
+  it("gets busy even once the mark is raised, so the waiting write's bytes keep their place", function()
+    helper.run(function()
+      local release = coronet.ivar()
+      local _, port = helper.server(function(_, r) -- reads only once released
+        release.deferred:wait()
+        while r:read() do end
+      end)
+      local sock, _, w = helper.connect(port, { writer_buffer_size = 1, reader_buffer_size = 1 << 25 })
+      assert(w:write(("x"):rep(16 << 20))) -- far more than the kernel takes: pending stays above the mark
+      local first = coronet.spawn(function() return w:write("A") end)
+      coronet.sleep(helper.t(0.05))
+      assert.is_false(first:is_done())
+      sock:configure({ writer_buffer_size = 64 << 20 }) -- the mark is now far above what is pending
+      local ok, err, code = w:write("B")
+      release:fill()
+      assert.is_true(first:join(helper.t(5)))
+      assert.is_nil(ok, "the second write passed the waiting one")
+      assert.equal("busy", code, tostring(err))
+      sock:close()
+    end, 20)
+  end)
+end)

@@ -94,6 +94,8 @@ static int l_write(lua_State *L) {
   cn_stream *s = lcn_conn_stream(L, h->conn);
   int top = lua_gettop(L);
   for (int i = 2; i <= top; i++) check_arg(L, i);
+  /* Another fiber's write waits for room: ours would pass its bytes. */
+  if (cn_writer_room_awaited(s)) return lcn_fail_stream(L, CN_EBUSY, "write to", s);
   lua_Integer deadline = -1;
   if (cn_writer_pending(s) > cn_writer_hwm(s)) deadline = lcn_deadline(L, top + 1, h->conn->write_timeout);
   return try_write(L, s, deadline);

@@ -48,6 +48,11 @@ static cn_waiter *waiter_of(cn_stream *s) {
   return link ? CN_CONTAINER_OF(link, cn_waiter, link_) : NULL;
 }
 
+int cn_writer_room_awaited(cn_stream *s) {
+  const cn_waiter *w = waiter_of(s);
+  return w && w->want_ > 0;
+}
+
 /* Wakes the waiter once pending bytes are at or below what it allows. */
 static void notify(cn_stream *s) {
   cn_waiter *w = waiter_of(s);

@@ -268,6 +268,11 @@ size_t cn_writer_hwm(const cn_stream *s);
 /* Wait until at most `max_pending` bytes are pending (0: the kernel has all).
  * CN_EBUSY if another waiter waits. */
 int cn_writer_wait(cn_stream *s, cn_waiter *w, size_t max_pending);
+/* Nonzero while a waiter waits for room (max_pending > 0, a write above the
+ * mark). Bytes appended meanwhile would pass the waiting write's, which it
+ * appends only when woken: a caller that keeps writes in call order refuses
+ * them (CN_EBUSY) instead, even below the mark (raised since the wait began). */
+int cn_writer_room_awaited(cn_stream *s);
 /* Flush (bounded by the close timeout), then shut down the sending side. Idempotent. */
 void cn_writer_close(cn_stream *s);
 int cn_writer_is_closed(const cn_stream *s);

@@ -14,7 +14,8 @@
 -- bytes: so pending bytes never exceed the mark plus one call's bytes.
 --
 -- A write that fails takes none of its bytes: `"busy"` (another fiber waits
--- on this writer), `"timeout"`, `"cancelled"` (the fiber was cancelled or
+-- on this writer; while another fiber's write waits for room, even a write
+-- that would fit below the mark, so accepted writes keep their call order), `"timeout"`, `"cancelled"` (the fiber was cancelled or
 -- interrupted during the wait) and `"closed"` all mean nothing was accepted,
 -- so the same call may be retried without duplicating data. A write that
 -- returns true has accepted every byte; they are sent unless the connection

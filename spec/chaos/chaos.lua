@@ -113,7 +113,7 @@ function M.round(seed, opts)
   end
 
   local nconn = rand(1, 3)
-  local nworkers = rand(2, 5)
+  local nworkers = opts.workers or rand(2, 6)
   local nops = opts.ops or rand(20, 60)
   local ends = {}       -- every connection end: {name, sock, reader, writer, inp, out}
   local workers = {}    -- {fiber, co}
@@ -406,7 +406,7 @@ function M.round(seed, opts)
     while true do
       local name = list[rand(1, #list)]
       local w = RARE[name]
-      if not w or rand(1, w) == 1 then return name end
+      if not w or rand(1, w * (opts.rarity or 1)) == 1 then return name end
     end
   end
 
@@ -448,7 +448,7 @@ function M.round(seed, opts)
   end
 
   local function handler(_, sock)
-    sock:settimeouts(nil, 0.2, 0.2)
+    sock:settimeouts(nil, 0.01 + rand() * 0.1, 0.01 + rand() * 0.1)
     local peer = sock:getpeername()
     if not peer then return end
     local slot = pending[peer.port]
@@ -477,7 +477,7 @@ function M.round(seed, opts)
       end
       return
     end
-    sock:settimeouts(nil, 0.2, 0.2)
+    sock:settimeouts(nil, 0.01 + rand() * 0.1, 0.01 + rand() * 0.1)
     local e = client_end(i, sock, r, w)
     e.i = i
     ends[#ends + 1] = e
@@ -511,6 +511,7 @@ function M.round(seed, opts)
   if core.fiber_count() ~= 0 then fail("fibers left: %d", core.fiber_count()) end
   if core.live() ~= 0 then fail("core objects left: %d", core.live()) end
   if elapsed > (opts.run_limit or 15) then fail("coronet.run took %.1f s of CPU", elapsed) end
+  if opts.verbose then print(("seed %d: %d operations\n%s"):format(seed, nlog, tail())) end
   if failure then
     return false, ("chaos seed %d failed: %s\n--- operation log tail ---\n%s"):format(seed, failure, tail())
   end
