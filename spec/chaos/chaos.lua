@@ -95,11 +95,11 @@ local RECEIVE_CODES = set("closed", "timeout", "busy", "line_too_long", "cancell
 function M.round(seed, opts)
   opts = opts or {}
   local rand = prng(seed)
-  local log, nlog = {}, 0
+  local log, nlog, LOGN = {}, 0, opts.log_size or 80
   local failure
   local function note(fmt, ...)
     nlog = nlog + 1
-    log[(nlog - 1) % 80 + 1] = ("%d %.4f "):format(nlog, core.now()) .. fmt:format(...)
+    log[(nlog - 1) % LOGN + 1] = ("%d %.4f "):format(nlog, core.now()) .. fmt:format(...)
   end
   local function fail(fmt, ...)
     local msg = fmt:format(...)
@@ -108,7 +108,7 @@ function M.round(seed, opts)
   end
   local function tail()
     local out = {}
-    for i = math.max(1, nlog - 79), nlog do out[#out + 1] = log[(i - 1) % 80 + 1] end
+    for i = math.max(1, nlog - LOGN + 1), nlog do out[#out + 1] = log[(i - 1) % LOGN + 1] end
     return table.concat(out, "\n")
   end
 
@@ -170,11 +170,13 @@ function M.round(seed, opts)
     note("%s read_line(%s) -> %s %s", e.name, tostring(t), v and #v or "nil", tostring(code))
     if check_fail(e, "read_line", LINE_CODES, v, err, code) then
       local d = e.inp
+      if d.desync then return end
       check_data(e, v, true, "read_line")
       local term = window(d.key, d.consumed, 2)
       if term:sub(1, 1) == "\n" then d.consumed = d.consumed + 1
       elseif term == "\r\n" then d.consumed = d.consumed + 2
-      else fail("%s read_line: line not followed by its terminator", e.name) end
+      else fail("%s read_line: line not followed by its terminator (next bytes %q, accepted %d, at %d)", e.name,
+        window(d.key, d.consumed, 4), d.accepted, d.consumed) end
       if d.consumed > d.accepted then fail("%s read_line: terminator past accepted bytes", e.name) end
     end
   end
