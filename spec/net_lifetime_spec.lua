@@ -210,3 +210,133 @@ describe("coronet.net lifetimes: datagrams", function()
     end)
   end)
 end)
+
+-- Runs a Lua chunk in a child lua5.4 (under `timeout`) from the repository's
+-- root with this module path; returns its output and exit status. The chunk
+-- finds the worker fixture's handlers as "net_lifetime_fixture:<name>".
+local function child(source, limit)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write('package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path\n', source)
+  f:close()
+  local cmd = ("LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1; echo \"EXIT=$?\""):format(
+    package.cpath, math.ceil(helper.t(limit or 20)), file)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  os.remove(file)
+  return out, tonumber(out:match("EXIT=(%d+)%s*$"))
+end
+
+describe("coronet.net lifetimes: run_server with workers", function()
+  it("a host state that drives the loop itself and closes with two workers serving ends (the workers are aborted and joined)", function()
+    local out, status = child([[
+      local coronet = require "coronet"
+      local net = require "coronet.net"
+      local listening = assert(net.listen(coronet.address("127.0.0.1", 0), { reuse_port = true }))
+      coronet.spawn(net.run_server, listening, "net_lifetime_fixture:hold", { workers = 2 })
+      local deadline = coronet.now() + 0.5
+      while coronet.now() < deadline do coronet.step(0.05) end
+      print("closing")
+      os.exit(0, true) -- lua_close with the workers running
+    ]], 10)
+    assert.is_truthy(out:find("closing"), out)
+    assert.are.equal(0, status, out)
+  end)
+
+  it("coronet.run ends when its main fiber returns, raises or is cancelled while two workers serve open connections", function()
+    local out, status = child([[
+      local coronet = require "coronet"
+      local core = require "coronet.core"
+      local net = require "coronet.net"
+      for _, how in ipairs({ "return", "raise", "cancel" }) do
+        local ok, err = pcall(coronet.run, function()
+          local listening = assert(net.listen(coronet.address("127.0.0.1", 0), { reuse_port = true }))
+          local port = listening:getsockname().port
+          coronet.spawn(net.run_server, listening, "net_lifetime_fixture:hold", { workers = 2 })
+          coronet.sleep(0.2)
+          local to = coronet.tcp.Where_to_connect.of_host_and_port("127.0.0.1", port)
+          for _ = 1, 8 do
+            local _, _, writer = assert(coronet.tcp.connect(to))
+            writer:write("open\n")
+          end
+          coronet.sleep(0.1)
+          if how == "raise" then error("main raised") end
+          if how == "cancel" then core.current():cancel() coronet.sleep(5) end
+        end)
+        print(how, ok or tostring(err):match("main raised"), core.fiber_count(), core.live())
+      end
+      os.exit(0, true)
+    ]], 20)
+    assert.are.equal(0, status, out)
+    assert.is_truthy(out:find("return\ttrue\t0\t0"), out)
+    assert.is_truthy(out:find("raise\tmain raised\t0\t0"), out)
+    assert.is_truthy(out:find("cancel\ttrue\t0\t0"), out)
+  end)
+
+  it("a handler module that calls coronet.run while loading, or a handler that calls it, gets a clear error", function()
+    local out, status = child([[
+      local coronet = require "coronet"
+      local core = require "coronet.core"
+      local net = require "coronet.net"
+      local ok, err = pcall(coronet.run, function()
+        local listening = assert(net.listen(coronet.address("127.0.0.1", 0), { reuse_port = true }))
+        return net.run_server(listening, "net_lifetime_runs_at_load:handler", { workers = 2 })
+      end)
+      print("load", ok, (tostring(err):match("failed to load.-loop is already running")) ~= nil, core.fiber_count(), core.live())
+      local results = table.pack(coronet.run(function()
+        local listening = assert(net.listen(coronet.address("127.0.0.1", 0), { reuse_port = true }))
+        local port = listening:getsockname().port
+        local seen, stop = {}, coronet.ivar()
+        local server = coronet.spawn(net.run_server, listening, "net_lifetime_fixture:runs",
+          { workers = 2, stop = stop.deferred, on_error = function(e) seen[#seen + 1] = tostring(e) end })
+        coronet.sleep(0.3)
+        local to = coronet.tcp.Where_to_connect.of_host_and_port("127.0.0.1", port)
+        for _ = 1, 6 do assert(coronet.tcp.connect(to)):close() end
+        coronet.sleep(0.2)
+        stop:fill(true)
+        local _, stats = server:join(5)
+        local clear = 0
+        for _, e in ipairs(seen) do if e:find("loop is already running") then clear = clear + 1 end end
+        return clear, stats.handler_errors
+      end))
+      print("handler", results[1], results[2], core.fiber_count(), core.live())
+    ]], 20)
+    assert.are.equal(0, status, out)
+    assert.is_truthy(out:find("load\tfalse\ttrue\t0\t0"), out)
+    assert.is_truthy(out:find("handler\t6\t6\t0\t0"), out)
+  end)
+
+  it("eight workers on this machine's cores serve two hundred clients and stop", function()
+    local out, status = child([[
+      local coronet = require "coronet"
+      local core = require "coronet.core"
+      local net = require "coronet.net"
+      local results = table.pack(coronet.run(function()
+        local listening = assert(net.listen(coronet.address("127.0.0.1", 0), { reuse_port = true }))
+        local port = listening:getsockname().port
+        local stop = coronet.ivar()
+        local server = coronet.spawn(net.run_server, listening, "net_lifetime_fixture:echo", { workers = 8, stop = stop.deferred })
+        local to = coronet.tcp.Where_to_connect.of_host_and_port("127.0.0.1", port)
+        local clients = {}
+        for i = 1, 200 do
+          clients[i] = coronet.spawn(function()
+            local sock, reader, writer = assert(coronet.tcp.connect(to))
+            writer:write("c", i, "\n")
+            local line = reader:read_line()
+            sock:close()
+            return line == "c" .. i
+          end)
+        end
+        local echoed = 0
+        for i = 1, 200 do if clients[i]:join(10) then echoed = echoed + 1 end end
+        stop:fill(true)
+        local _, stats = server:join(10)
+        return echoed, stats.accepted, stats.workers
+      end))
+      print("served", results[1], results[2], results[3], core.fiber_count(), core.live())
+    ]], 30)
+    assert.are.equal(0, status, out)
+    assert.is_truthy(out:find("served\t200\t200\t8\t0\t0"), out)
+  end)
+end)
