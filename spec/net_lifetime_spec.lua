@@ -162,6 +162,62 @@ describe("coronet.net lifetimes: switches", function()
       assert.is_true(slept)
     end)
   end)
+
+  it("a switch inside each run_server handler, and a handler forking on a switch that has finished, are errors of that handler only", function()
+    helper.run(function()
+      local listening = assert(net.listen(ip4(0)))
+      local port = listening:getsockname().port
+      local finished
+      coronet.switch(function(sw) finished = sw end)
+      local seen, stop = {}, coronet.ivar()
+      local server = coronet.spawn(net.run_server, listening, function(flow)
+        local line = flow:reader():read_line()
+        if line == "late fork" then return finished:fork(function() end) end
+        return coronet.switch(function(sw)
+          local echo = sw:fork(function() return line end)
+          sw:attach(flow)
+          flow:write(echo:join(), "\n")
+        end)
+      end, { stop = stop.deferred, on_error = function(err) seen[#seen + 1] = tostring(err) end })
+      for _, line in ipairs({ "one", "late fork", "two" }) do
+        local sock, reader, writer = helper.connect(port)
+        writer:write(line, "\n")
+        local got = reader:read_line()
+        if line == "late fork" then assert.is_nil(got) else assert.are.equal(line, got) end
+        sock:close()
+      end
+      stop:fill(true)
+      server:join(t(2))
+      assert.are.equal(1, #seen)
+      assert.is_truthy(seen[1]:find("fork on a switch that has finished"), seen[1])
+      listening:close()
+      listening:close_finished()
+    end)
+  end)
+
+  it("resources attached then closed by their owner and dropped are collected while the switch lives; it still ends", function()
+    helper.run(function()
+      local fds = helper.open_fds()
+      local collected = setmetatable({}, { __mode = "k" })
+      local function attach_and_close(sw)
+        for _ = 1, 200 do
+          local sock = assert(net.datagram_socket(ip4(0), { sw = sw }))
+          collected[sock] = true
+          sock:close()
+        end
+      end
+      coronet.switch(function(sw)
+        attach_and_close(sw)
+        collectgarbage()
+        collectgarbage()
+        coronet.sleep(0.01)
+      end)
+      collectgarbage()
+      collectgarbage() -- a finalized key leaves a weak table one cycle after its __gc
+      assert.is_nil(next(collected))
+      assert.are.equal(fds, helper.open_fds())
+    end)
+  end)
 end)
 
 describe("coronet.net lifetimes: datagrams", function()
@@ -338,5 +394,38 @@ describe("coronet.net lifetimes: run_server with workers", function()
     ]], 30)
     assert.are.equal(0, status, out)
     assert.is_truthy(out:find("served\t200\t200\t8\t0\t0"), out)
+  end)
+end)
+
+describe("coronet.net lifetimes: name lookups", function()
+  it("lookups abandoned by timeout or cancel, then the run ends and the state closes while the threadpool works, exit cleanly", function()
+    local out, status = child([[
+      local coronet = require "coronet"
+      local net = require "coronet.net"
+      coronet.run(function()
+        for i = 1, 8 do
+          local f = coronet.spawn(net.getaddrinfo, "abandoned-" .. i .. ".invalid", { timeout = 0.001 })
+          if i % 2 == 0 then f:cancel() end
+        end
+        for i = 1, 8 do coronet.spawn(net.getnameinfo, coronet.address("192.0.2." .. i, 80), { timeout = 0.001 }) end
+        coronet.sleep(0.002)
+      end)
+      print("closing")
+      os.exit(0, true)
+    ]], 20)
+    assert.are.equal(0, status, out)
+    assert.is_truthy(out:find("closing"), out)
+  end)
+
+  it("getnameinfo of unspecified, broadcast, v4-mapped and link-local addresses gives a name or an error value", function()
+    helper.run(function()
+      local odd = { coronet.address("0.0.0.0", 0), coronet.address("::", 65535), coronet.address("::ffff:127.0.0.1", 1),
+                    coronet.address("255.255.255.255", 9), coronet.address("fe80::1", 22) }
+      for _, addr in ipairs(odd) do
+        local host, err, code = net.getnameinfo(addr, { timeout = t(2) })
+        assert.is_truthy(type(host) == "string" or (host == nil and err ~= nil and type(code) == "string"),
+          tostring(addr) .. ": " .. tostring(err))
+      end
+    end)
   end)
 end)
