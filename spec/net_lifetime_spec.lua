@@ -238,6 +238,26 @@ describe("coronet.net lifetimes: switches", function()
     assert.are.equal("cancelled", after[3])
     helper.assert_clean()
   end)
+
+  it("64 switches nest in one fiber, the deepest one's failure cancelling the waits inside it; the 65th raises", function()
+    helper.run(function()
+      local function nest(n, max)
+        if n > max then return coronet.sleep(t(5)) end
+        return coronet.switch(function(sw)
+          if n == max then sw:fork(function() error("deepest") end) end
+          return nest(n + 1, max)
+        end)
+      end
+      local start = coronet.now()
+      local ok, err = pcall(nest, 1, 64)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("deepest"))
+      assert.is_true(coronet.now() - start < t(1))
+      ok, err = pcall(nest, 1, 65)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("more than 64 switches"), tostring(err))
+    end)
+  end)
 end)
 
 describe("coronet.net lifetimes: datagrams", function()

@@ -12,7 +12,11 @@
 -- `"cancelled"` errors that follow the first are the cancellation's echo and
 -- are dropped. The caller's fiber is not left cancelled once the switch has
 -- returned, unless it was cancelled from outside: then the switch cancels
--- its fibers, waits for them and returns as usual.
+-- its fibers, waits for them and returns as usual. A switch's end (waiting
+-- for its fibers, its releases) is protected from cancels from outside and
+-- from the switches around it, but a switch run inside it (in a release
+-- function) is still cancelled by its own failure. At most 64 switches nest
+-- in one fiber (the 65th raises).
 --
 -- The module is callable: `coronet.switch(fn, ...)` is `switch.run(fn, ...)`.
 -- @module coronet.switch
