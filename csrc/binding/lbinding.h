@@ -58,8 +58,8 @@ typedef struct lcn_fiber {
   int cancelled;      /* what every wait reads: requested or scoped, and not protected */
   int cancel_requested; /* fiber:cancel(), sticky */
   int scope_depth;    /* cancel scopes open in this fiber (switches) */
-  int cancelled_scope; /* the outermost cancelled scope's depth, or 0 */
-  int protect;        /* protected sections open: no cancel reaches their waits */
+  uint64_t cancelled_scopes; /* bit d-1 set: the scope of depth d is cancelled */
+  int shield;         /* 0, or 1 + the scope depth the innermost protected section began at */
   int parked;         /* waiting in coronet's park (deferreds, sleep) */
   lua_Integer ticket; /* increments whenever a wait ends */
   int waits_after_cancel;

@@ -287,13 +287,26 @@ static lcn_fiber *check_fiber(lua_State *L, int idx) { return lcn_check(L, idx, 
 /* Cancellation comes from outside (fiber:cancel, sticky) or from a switch,
  * for the scope it opened in this fiber and until that scope closes (so the
  * switch's caller is not left cancelled). A protected section (a switch
- * waiting for its own fibers and resources) is reached by neither. */
+ * waiting for its own fibers and resources) is reached by neither, except
+ * from the scopes opened inside it: a switch run in a release function is
+ * still cancelled by its own failure. */
+#define LCN_MAX_SCOPES 64 /* one bit each in cancelled_scopes */
+
+/* The bits of the scopes of depth 1..depth. */
+static uint64_t scopes_upto(int depth) { return depth >= LCN_MAX_SCOPES ? ~(uint64_t)0 : ((uint64_t)1 << depth) - 1; }
+
 static int cancel_wanted(const lcn_fiber *f) {
-  return f->cancel_requested || (f->cancelled_scope && f->cancelled_scope <= f->scope_depth);
+  return f->cancel_requested || (f->cancelled_scopes & scopes_upto(f->scope_depth)) != 0;
+}
+
+/* Whether a cancel reaches the fiber's waits, past its protected section. */
+static int cancel_reaches(const lcn_fiber *f) {
+  if (!f->shield) return cancel_wanted(f);
+  return (f->cancelled_scopes & scopes_upto(f->scope_depth) & ~scopes_upto(f->shield - 1)) != 0;
 }
 
 static void update_cancelled(lcn_fiber *f) {
-  f->cancelled = !f->protect && cancel_wanted(f);
+  f->cancelled = cancel_reaches(f);
   if (!f->cancelled) f->waits_after_cancel = 0; /* a scope's cancel ended: a fresh count next time */
   if (f->cancelled && f->state == LCN_WAITING) wake_later(f, CN_ECANCELLED);
 }
@@ -334,7 +347,9 @@ static lcn_fiber *running_fiber(lua_State *L) {
 
 /* core.scope_open() -> depth: opens a cancel scope in the running fiber. */
 static int l_scope_open(lua_State *L) {
-  lua_pushinteger(L, ++running_fiber(L)->scope_depth);
+  lcn_fiber *f = running_fiber(L);
+  if (f->scope_depth >= LCN_MAX_SCOPES) return luaL_error(L, "coronet.switch: more than %d switches nested in one fiber", LCN_MAX_SCOPES);
+  lua_pushinteger(L, ++f->scope_depth);
   return 1;
 }
 
@@ -344,7 +359,7 @@ static int l_scope_close(lua_State *L) {
   lcn_fiber *f = running_fiber(L);
   luaL_argcheck(L, luaL_checkinteger(L, 1) == f->scope_depth && f->scope_depth > 0, 1, "not the innermost scope");
   f->scope_depth--;
-  if (f->cancelled_scope > f->scope_depth) f->cancelled_scope = 0;
+  f->cancelled_scopes &= scopes_upto(f->scope_depth);
   update_cancelled(f);
   return 0;
 }
@@ -355,23 +370,26 @@ static int l_cancel_scope(lua_State *L) {
   lcn_fiber *f = check_fiber(L, 1);
   lua_Integer depth = luaL_checkinteger(L, 2);
   if (depth < 1 || depth > f->scope_depth) return 0;
-  if (!f->cancelled_scope || depth < f->cancelled_scope) f->cancelled_scope = (int)depth;
+  f->cancelled_scopes |= (uint64_t)1 << (depth - 1);
   update_cancelled(f);
   return 0;
 }
 
-/* core.protect(on): enters (true) or leaves (false) a protected section of
- * the running fiber; sections nest. */
+/* core.protect(true) -> token: enters a protected section of the running
+ * fiber, which shields it from cancels from outside and from the scopes
+ * already open; core.protect(false, token) leaves it. Sections nest. */
 static int l_protect(lua_State *L) {
   lcn_fiber *f = running_fiber(L);
   if (lua_toboolean(L, 1)) {
-    f->protect++;
+    lua_pushinteger(L, f->shield);
+    f->shield = f->scope_depth + 1;
   } else {
-    luaL_argcheck(L, f->protect > 0, 1, "no protected section is open");
-    f->protect--;
+    lua_Integer token = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, f->shield > 0 && token >= 0 && token < f->shield, 2, "no protected section is open");
+    f->shield = (int)token;
   }
   update_cancelled(f);
-  return 0;
+  return lua_toboolean(L, 1);
 }
 
 static int l_is_dead(lua_State *L) {

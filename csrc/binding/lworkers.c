@@ -23,6 +23,7 @@ typedef struct {
 
 typedef struct {
   cn_thread *thread; /* NULL once joined */
+  cn_channel *inbox; /* a reference, to ask a worker still running to abort */
 } worker_box;
 
 static channel_box *check_channel(lua_State *L, int idx) {
@@ -197,6 +198,7 @@ static int l_worker_start(lua_State *L) {
   channel_box *to_main = check_channel(L, 3), *inbox = check_channel(L, 4);
   worker_box *box = lua_newuserdatauv(L, sizeof *box, 0);
   box->thread = NULL;
+  box->inbox = NULL;
   luaL_setmetatable(L, LCN_WORKER);
   int top = lua_gettop(L);
   worker_args *a = calloc(1, sizeof *a);
@@ -213,6 +215,7 @@ static int l_worker_start(lua_State *L) {
     free_args(a);
     return luaL_error(L, "coronet: cannot start a worker thread: %s", cn_strerror(rc));
   }
+  cn_channel_ref(box->inbox = inbox->ch);
   return 1;
 }
 
@@ -222,6 +225,23 @@ static int l_worker_join(lua_State *L) {
   worker_box *box = luaL_checkudata(L, 1, LCN_WORKER);
   if (box->thread) cn_thread_join(box->thread);
   box->thread = NULL;
+  return 0;
+}
+
+/* A worker collected while its thread runs (its starting state closes
+ * without having stopped it: a host that drives the loop itself) is asked to
+ * abort first, then joined: the join waits only for its close, unless its
+ * handler computes without ever yielding. */
+static int l_worker_gc(lua_State *L) {
+  worker_box *box = luaL_checkudata(L, 1, LCN_WORKER);
+  if (box->thread) {
+    static const char abort_msg[] = "abort";
+    cn_channel_send(box->inbox, abort_msg, sizeof abort_msg - 1);
+    cn_thread_join(box->thread);
+    box->thread = NULL;
+  }
+  if (box->inbox) cn_channel_unref(box->inbox);
+  box->inbox = NULL;
   return 0;
 }
 
@@ -238,7 +258,7 @@ int lcn_open_workers(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, LCN_WORKER);
-  lua_pushcfunction(L, l_worker_join); /* a worker is never left running: its state is asked to stop first */
+  lua_pushcfunction(L, l_worker_gc);
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
   lcn_setfuncs(L, worker_methods);

@@ -11,6 +11,14 @@
 -- `stop` stops every worker gracefully; handler errors reach `on_error(err,
 -- address)` with `err.worker` set; cancelling its fiber closes everything at
 -- once.
+--
+-- A handler that computes without ever yielding cannot be interrupted (Lua
+-- has no way to stop another state's code from outside): `stop` waits for
+-- it like for any running handler, and a cancel, the end of `coronet.run`
+-- or the close of the calling state (which asks still-running workers to
+-- abort and joins them) blocks the calling state until it yields or
+-- returns. In the calling state (worker 1) such a handler blocks the loop
+-- itself. Keep long computations in steps that wait (`coronet.sleep(0)`).
 -- @module coronet.net_workers
 local coronet = require "coronet"
 local core = require "coronet.core"

@@ -12,7 +12,11 @@
 -- `"cancelled"` errors that follow the first are the cancellation's echo and
 -- are dropped. The caller's fiber is not left cancelled once the switch has
 -- returned, unless it was cancelled from outside: then the switch cancels
--- its fibers, waits for them and returns as usual.
+-- its fibers, waits for them and returns as usual. A switch's end (waiting
+-- for its fibers, its releases) is protected from cancels from outside and
+-- from the switches around it, but a switch run inside it (in a release
+-- function) is still cancelled by its own failure. At most 64 switches nest
+-- in one fiber (the 65th raises).
 --
 -- The module is callable: `coronet.switch(fn, ...)` is `switch.run(fn, ...)`.
 -- @module coronet.switch
@@ -97,15 +101,15 @@ end
 
 -- Waits until no fiber is left on the switch. A wait that is cancelled (the
 -- switch failed, or the caller's fiber was cancelled) cancels the forks and
--- waits on, protected. Returns whether it entered the protected section.
+-- waits on, protected. Returns the protected section's token if it entered
+-- one.
 local function wait_forks(sw)
-  local protected = false
+  local protected
   while sw.nforks > 0 do
     sw.idle = deferred.ivar()
     if not sw.idle.deferred:wait() and not protected then
       cancel_forks(sw)
-      core.protect(true)
-      protected = true
+      protected = core.protect(true)
     end
   end
   return protected
@@ -153,9 +157,9 @@ end
 local function finish(sw)
   local protected = wait_forks(sw)
   sw.done = true
-  if not protected then core.protect(true) end
+  if not protected then protected = core.protect(true) end
   release(sw)
-  core.protect(false)
+  core.protect(false, protected)
 end
 
 --- Runs `fn(sw, ...)` in the current fiber and returns its results once
