@@ -97,21 +97,8 @@ describe("a socket given by the caller", function()
 end)
 
 describe("attempt_timeout", function()
-  -- A listener that holds one connection at max_connections=1 and has a
-  -- kernel queue of backlog 1 (two more): a further SYN is dropped, so a
-  -- connect to it neither succeeds nor fails until a timeout ends it.
-  local function black_hole()
-    local hold = coronet.ivar()
-    local server, port = helper.server(function() hold.deferred:wait() end,
-      { max_connections = 1, backlog = 1 })
-    local fillers = {}
-    for i = 1, 3 do fillers[i] = assert(core.connect { host = "127.0.0.1", port = port, timeout = 2 }) end
-    return port, function()
-      for _, s in ipairs(fillers) do s:close() end
-      hold:fill()
-      server:close { close_existing_connections = true }:wait(helper.t(2))
-    end
-  end
+  -- helper.black_hole: a connect to it neither succeeds nor fails until a timeout ends it.
+  local black_hole = helper.black_hole
 
   it("bounds an attempt at an address that never answers, within a longer overall timeout", function()
     helper.run(function()

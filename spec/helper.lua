@@ -176,4 +176,54 @@ function M.closed_port(limit)
   return port
 end
 
+--- A listener that never answers: it takes one connection
+-- (max_connections = 1) and has backlog 1; fillers are queued until a
+-- connect hangs. Returns its port and a function that releases everything.
+-- Call it inside a fiber.
+function M.black_hole()
+  local hold = coronet.ivar()
+  local server, port = M.server(function() hold.deferred:wait() end, { max_connections = 1, backlog = 1 })
+  local fillers = {}
+  local function release()
+    for _, sock in ipairs(fillers) do sock:close() end
+    hold:fill()
+    server:close()
+    for _, sock in ipairs(fillers) do sock:close_finished() end
+    server:close_finished()
+  end
+  for _ = 1, 8 do
+    local sock, _, code = coronet.tcp.connect_sock(M.to(port), { timeout = M.t(0.2) })
+    if not sock then
+      assert(code == "timeout", code)
+      return port, release
+    end
+    fillers[#fillers + 1] = sock
+  end
+  release()
+  error("the accept queue never filled: no black hole on this kernel")
+end
+
+--- A port that refuses: bound, never listening. Returns it and its socket.
+function M.refused_port()
+  local sock = coronet.tcp.socket()
+  assert(sock:bind(coronet.address("127.0.0.1", 0)))
+  return sock:getsockname().port, sock
+end
+
+--- Fills the kernel's buffers towards a peer that does not read, under a
+-- mark high enough that no write waits, then lowers the mark to 1 KiB: the
+-- pending bytes are past it and the next write must wait.
+function M.fill_writer(sock, w)
+  local big = 4 * 1024 * 1024 -- more than loopback's socket buffers take
+  sock:configure({ writer_buffer_size = 1024 * 1024 * 1024 })
+  for _ = 1, 32 do
+    if w:pending() > 1024 then
+      sock:configure({ writer_buffer_size = 1024 })
+      return
+    end
+    assert(w:write(string.rep("b", big)))
+  end
+  error("the kernel took everything")
+end
+
 return M

@@ -31,19 +31,7 @@ end
 
 local BIG = 4 * 1024 * 1024 -- more than loopback's socket buffers take
 
--- Fills the kernel's buffers towards a peer that does not read, then lowers
--- the mark so that the next write must wait.
-local function fill(sock, w)
-  sock:configure({ writer_buffer_size = 1024 * 1024 * 1024 })
-  for _ = 1, 32 do
-    if w:pending() > 1024 then
-      sock:configure({ writer_buffer_size = 1024 })
-      return
-    end
-    assert(w:write(string.rep("b", BIG)))
-  end
-  error("the kernel took everything")
-end
+local fill = helper.fill_writer
 
 describe("closing from another fiber during a wait", function()
   local reads = {

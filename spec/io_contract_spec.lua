@@ -164,20 +164,7 @@ end
 
 local BIG = 4 * 1024 * 1024 -- more than loopback's socket buffers take
 
--- Fills the kernel's buffers towards a peer that does not read, under a
--- mark high enough that no write waits, then lowers the mark to 1 KiB: the
--- pending bytes are past it and the next write must wait.
-local function fill(sock, w)
-  sock:configure({ writer_buffer_size = 1024 * 1024 * 1024 })
-  for _ = 1, 32 do
-    if w:pending() > 1024 then
-      sock:configure({ writer_buffer_size = 1024 })
-      return
-    end
-    assert(w:write(string.rep("b", BIG)))
-  end
-  error("the kernel took everything")
-end
+local fill = helper.fill_writer
 
 -- A fiber that fills the writer past its mark, then blocks in a write of "X"s.
 local function blocked_in_write(sock, w)

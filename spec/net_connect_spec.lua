@@ -6,39 +6,7 @@ local helper = require "helper"
 local t = helper.t
 local net = require "coronet.net"
 
--- A listener that drops every new SYN: a server that holds the one
--- connection it may have (max_connections = 1), with backlog 1, and
--- fillers queued until a connect hangs. Returns its port and a function
--- that releases everything.
-local function black_hole()
-  local hold = coronet.ivar()
-  local server, port = helper.server(function() hold.deferred:wait() end, { max_connections = 1, backlog = 1 })
-  local fillers = {}
-  local function release()
-    for _, sock in ipairs(fillers) do sock:close() end
-    hold:fill()
-    server:close()
-    for _, sock in ipairs(fillers) do sock:close_finished() end
-    server:close_finished()
-  end
-  for _ = 1, 8 do
-    local sock, _, code = coronet.tcp.connect_sock(helper.to(port), { timeout = t(0.2) })
-    if not sock then
-      assert(code == "timeout", code)
-      return port, release
-    end
-    fillers[#fillers + 1] = sock
-  end
-  release()
-  error("the accept queue never filled: no black hole on this kernel")
-end
-
--- A port that refuses: bound, never listening. Returns it and its socket.
-local function refused_port()
-  local sock = coronet.tcp.socket()
-  assert(sock:bind(coronet.address("127.0.0.1", 0)))
-  return sock:getsockname().port, sock
-end
+local black_hole, refused_port = helper.black_hole, helper.refused_port
 
 local function ip4(port) return coronet.address("127.0.0.1", port) end
 

@@ -10,37 +10,7 @@ local t = helper.t
 
 local function ip4(port) return coronet.address("127.0.0.1", port) end
 
--- A listener whose accept queue is full, so a new connect hangs (see
--- net_connect_spec). Returns its port and a function that releases it.
-local function black_hole()
-  local hold = coronet.ivar()
-  local server, port = helper.server(function() hold.deferred:wait() end, { max_connections = 1, backlog = 1 })
-  local fillers = {}
-  local function release()
-    for _, sock in ipairs(fillers) do sock:close() end
-    hold:fill()
-    server:close()
-    for _, sock in ipairs(fillers) do sock:close_finished() end
-    server:close_finished()
-  end
-  for _ = 1, 8 do
-    local sock, _, code = coronet.tcp.connect_sock(helper.to(port), { timeout = t(0.2) })
-    if not sock then
-      assert(code == "timeout", code)
-      return port, release
-    end
-    fillers[#fillers + 1] = sock
-  end
-  release()
-  error("the accept queue never filled: no black hole on this kernel")
-end
-
--- A port that refuses: bound, never listening.
-local function refused_port()
-  local sock = coronet.tcp.socket()
-  assert(sock:bind(coronet.address("127.0.0.1", 0)))
-  return sock:getsockname().port, sock
-end
+local black_hole, refused_port = helper.black_hole, helper.refused_port
 
 describe("coronet.net lifetimes: Happy Eyeballs", function()
   -- Cancels a connect to two black holes and a live listener between its
