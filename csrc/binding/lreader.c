@@ -3,6 +3,7 @@
  * again. A timeout or cancel never consumes bytes (LuaSocket's receive keeps
  * its own contract and hands over the partial bytes). Stack layout of every
  * read: 1 reader, 2 and 3 the read's arguments, 4 the deadline. */
+#include <stdint.h>
 #include <string.h>
 #include "frame.h"
 #include "lbinding.h"
@@ -334,6 +335,128 @@ static int l_receive(lua_State *L) {
   return start(L, OP_RECEIVE, 0);
 }
 
+/* ---- Non-waiting reads: they take what is buffered now, never wait nor
+ * yield (so they work anywhere, a table.sort comparator included), may run
+ * while another fiber waits on the reader (they only consume), and see an
+ * empty buffer once the reader, its socket or the stream is closed. */
+
+/* The stream for a non-waiting read, or NULL when it is closed. */
+static cn_stream *readable_stream(lua_State *L) {
+  lcn_half *h = lcn_check(L, 1, LCN_C_READER);
+  cn_stream *s = h->conn->s;
+  return h->closed || !s || cn_reader_is_closed(s) ? NULL : s;
+}
+
+static const char *buffered_bytes(cn_stream *s, size_t *n) {
+  *n = 0;
+  return s ? cn_reader_peek(s, n) : NULL;
+}
+
+/* A byte count or offset: an integer >= 0; a string or a fraction raises. */
+static size_t check_size(lua_State *L, int idx) {
+  int is_int;
+  lua_Integer v = lua_tointegerx(L, idx, &is_int);
+  if (lua_type(L, idx) != LUA_TNUMBER) luaL_typeerror(L, idx, "integer");
+  if (!is_int) luaL_argerror(L, idx, "number has no integer representation");
+  luaL_argcheck(L, v >= 0, idx, "must be >= 0");
+  return (size_t)v;
+}
+
+static int push_consumed(lua_State *L, cn_stream *s, const char *p, size_t n) {
+  lua_pushlstring(L, p, n);
+  if (n) cn_reader_consume(s, n);
+  return 1;
+}
+
+/* reader:try_read_line() -> a whole buffered line (read_line's cap rule), or
+ * nil. A full buffer without a line is "line_too_long": only a waiting read
+ * grows the buffer past its cap, so that line could never complete. */
+static int l_try_read_line(lua_State *L) {
+  cn_stream *s = readable_stream(L);
+  size_t n, len, used;
+  const char *p = buffered_bytes(s, &n);
+  int rc = s ? scan_line(s, p, n, &len, &used) : 0;
+  if (rc == 0 && s && n >= cn_reader_capacity(s)) rc = CN_ELINE_TOO_LONG;
+  if (rc < 0) return fail_keep(L, s, rc);
+  if (rc == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, p, len);
+  cn_reader_consume(s, used);
+  return 1;
+}
+
+/* reader:try_really_read(n) -> exactly n buffered bytes, or nil. */
+static int l_try_really_read(lua_State *L) {
+  cn_stream *s = readable_stream(L);
+  size_t need = check_size(L, 2), n;
+  const char *p = buffered_bytes(s, &n);
+  if (n < need) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return push_consumed(L, s, p, need);
+}
+
+/* reader:try_read([max]) -> up to max buffered bytes (default: all), "" when none. */
+static int l_try_read(lua_State *L) {
+  cn_stream *s = readable_stream(L);
+  size_t max = lua_isnoneornil(L, 2) ? SIZE_MAX : check_size(L, 2), n;
+  const char *p = buffered_bytes(s, &n);
+  return push_consumed(L, s, p, n < max ? n : max);
+}
+
+/* reader:peek_at(offset, n) -> up to n buffered bytes from offset, left buffered. */
+static int l_peek_at(lua_State *L) {
+  cn_stream *s = readable_stream(L);
+  size_t offset = check_size(L, 2), want = check_size(L, 3), n;
+  const char *p = buffered_bytes(s, &n);
+  if (offset >= n) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  n -= offset;
+  lua_pushlstring(L, p + offset, n < want ? n : want);
+  return 1;
+}
+
+/* reader:discard(n) -> how many bytes were dropped: min(n, buffered). */
+static int l_discard(lua_State *L) {
+  cn_stream *s = readable_stream(L);
+  size_t drop = check_size(L, 2), n;
+  buffered_bytes(s, &n);
+  if (drop > n) drop = n;
+  if (drop) cn_reader_consume(s, drop);
+  lua_pushinteger(L, (lua_Integer)drop);
+  return 1;
+}
+
+/* The continuation of wait_activity: the reader is still at 1. */
+static int activity_k(lua_State *L, int status, lua_KContext unused) {
+  (void)status;
+  (void)unused;
+  int st = lcn_fiber_status(L);
+  if (st < 0) return fail_keep(L, ((lcn_half *)lua_touserdata(L, 1))->conn->s, st);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* reader:wait_activity([timeout]) -> true at the next arrival of bytes; the
+ * reader's end, its close, a timeout (none by default) or a cancel fail. It
+ * watches (cn_reader_watch): any number of fibers may wait, beside a read. */
+static int l_wait_activity(lua_State *L) {
+  lcn_half *h = lcn_check(L, 1, LCN_C_READER);
+  cn_stream *s = h->conn->s;
+  lua_settop(L, 2);
+  lua_Integer deadline = lcn_deadline(L, 2, -1);
+  int ended = h->closed || !s ? CN_ECLOSED : cn_reader_status(s);
+  if (ended) return fail_keep(L, s, ended);
+  lcn_fiber *f = lcn_fiber_current(L);
+  cn_reader_watch(s, &f->waiter);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, activity_k, 0);
+}
+
 static int l_buffered(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)cn_reader_buffered(stream_of(L)));
   return 1;
@@ -383,7 +506,10 @@ int lcn_open_reader(lua_State *L) {
                                      {"really_read", l_really_read}, {"peek", l_peek},   {"contents", l_contents},
                                      {"receive", l_receive}, {"buffered", l_buffered},   {"capacity", l_capacity},
                                      {"at_eof", l_at_eof},   {"close", l_close},         {"is_closed", l_is_closed},
-                                     {"socket", l_socket},   {NULL, NULL}};
+                                     {"socket", l_socket},   {"try_read_line", l_try_read_line},
+                                     {"try_really_read", l_try_really_read}, {"try_read", l_try_read},
+                                     {"peek_at", l_peek_at}, {"discard", l_discard},
+                                     {"wait_activity", l_wait_activity}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
   lcn_new_class(L, LCN_C_READER, methods, meta);
   return 0;

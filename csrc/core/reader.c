@@ -2,7 +2,8 @@
  * while nothing is buffered, so the waiting fiber consumes them in place and
  * only leftovers are copied into the stream's own (pooled) buffer. Reading
  * runs while there is room below the cap, or a waiter wants more, and stops
- * otherwise (back-pressure). */
+ * otherwise (back-pressure). Watchers only hear of read events: they never
+ * make the reader read, nor read more. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@ void cn__reader_init(cn_stream *s) {
   cn_buf_init(&s->r.buf);
   s->r.cap = CN_DEFAULT_READER_SIZE;
   cn_list_init(&s->r.waiters);
+  cn_list_init(&s->r.watchers);
 }
 
 static cn_waiter *waiter_of(cn_stream *s) {
@@ -38,9 +40,19 @@ const char *cn_reader_peek(cn_stream *s, size_t *len) {
   return cn_buf_data(&s->r.buf);
 }
 
+/* Another caller (a non-waiting read) consumed n bytes under a waiting read:
+ * what the waiter needs is now n bytes nearer (a line's terminator, the
+ * next byte). An exact read then wakes early and waits again, which is
+ * harmless; a wait left at its old size could miss the bytes it needs. */
+static void shrink_wait(cn_stream *s, size_t n) {
+  cn_waiter *w = waiter_of(s);
+  if (w) w->want_ -= CN_MIN(n, w->want_);
+}
+
 void cn_reader_consume(cn_stream *s, size_t n) {
   cn_reader *r = &s->r;
   CN_ASSERT(n <= cn_reader_buffered(s));
+  shrink_wait(s, n);
   if (r->view_len) {
     r->view += n;
     r->view_len -= n;
@@ -117,6 +129,12 @@ static void notify(cn_stream *s) {
   if (w && (cn_reader_buffered(s) >= w->want_ || s->r.status)) cn__waiter_fire(w, s->r.status);
 }
 
+/* Every watcher hears of the read event (status 0: bytes arrived, else how
+ * the input ended); one that watches again from its callback waits for the
+ * next event. They run inside the scratch's lending span, as the waiter
+ * does: a woken fiber may consume the bytes in place. */
+static void tell_watchers(cn_stream *s, int status) { cn__waiters_fire_all(&s->r.watchers, status, 0); }
+
 /* Whatever the fiber left in the scratch view moves into the stream's buffer. */
 static void keep_leftovers(cn_stream *s) {
   cn_reader *r = &s->r;
@@ -163,11 +181,13 @@ static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int le
       cn_buf_commit(&r->buf, (size_t)nread);
     }
     notify(s);
+    tell_watchers(s, 0);
     keep_leftovers(s);
     CN_ASSERT(r->view_len == 0); /* nothing points into the scratch past the span */
   } else {
     r->status = end_status(s, nread);
     notify(s);
+    tell_watchers(s, r->status);
   }
   cn__reader_update(s);
   cn_stream_unref(s);
@@ -199,8 +219,18 @@ int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want) {
   return 0;
 }
 
+int cn_reader_watch(cn_stream *s, cn_waiter *w) {
+  cn__waiter_attach(&s->r.watchers, w, s->loop, 0);
+  int status = cn_reader_status(s);
+  if (status) cn__waiter_fire_later(w, status);
+  return 0;
+}
+
+/* Every end of the reader (EOF, read error, close, abort, release) comes
+ * through here, so the watchers hear of it with the waiter. */
 void cn__reader_fail_waiters(cn_stream *s, int status, int later) {
   cn__waiters_fire_all(&s->r.waiters, status, later);
+  cn__waiters_fire_all(&s->r.watchers, status, later);
 }
 
 void cn__reader_release(cn_stream *s) {

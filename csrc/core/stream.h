@@ -16,6 +16,7 @@ typedef struct cn_reader {
   int out_of_memory;    /* on_alloc could not grow the buffer */
   int closed;
   cn_list waiters;      /* at most one */
+  cn_list watchers;     /* any number; told of the next read event, never counted in what is read */
 } cn_reader;
 
 /* A writer has at most one request in flight, and the shutdown only follows

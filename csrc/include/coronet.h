@@ -238,7 +238,8 @@ void cn_stream_close_wait(cn_stream *s, cn_waiter *w);
 
 /* The buffered bytes, contiguous; valid until the next core call on this stream. */
 const char *cn_reader_peek(cn_stream *s, size_t *len);
-/* Drop n buffered bytes (n <= buffered). */
+/* Drop n buffered bytes (n <= buffered). Allowed while a waiter waits: its
+ * wait then counts from what is left. */
 void cn_reader_consume(cn_stream *s, size_t n);
 size_t cn_reader_buffered(const cn_stream *s);
 size_t cn_reader_capacity(const cn_stream *s);
@@ -251,6 +252,17 @@ int cn_reader_status(const cn_stream *s);
 int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want);
 /* 1 while a waiter is attached (a second reader would get CN_EBUSY). */
 int cn_reader_is_busy(const cn_stream *s);
+/* Watch for the next read event without reading: w->cb(w, status) runs once,
+ * from the read callback, when bytes arrive (status 0, even if the waiter
+ * consumed them all), when the input ends (its end status: UV_EOF,
+ * UV_ECONNRESET...), or when the reader or the stream closes (CN_ECLOSED, or
+ * an abort's status). If the input has already ended or the reader is closed,
+ * it runs on the next loop turn with that status. Any number of watchers may
+ * wait beside the one waiter; they never start reading, never change how much
+ * is read (a full buffer stays paused: consume to read on) and never make
+ * the reader busy. cn_waiter_cancel detaches. The stream stays valid during
+ * the callback, which may close it. Returns 0. */
+int cn_reader_watch(cn_stream *s, cn_waiter *w);
 /* Reader half closes: no more reads, waiter gets CN_ECLOSED. */
 void cn_reader_close(cn_stream *s);
 int cn_reader_is_closed(const cn_stream *s);

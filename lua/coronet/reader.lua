@@ -69,6 +69,63 @@
 -- @param[opt="*l"] pattern
 -- @tparam[opt] string prefix
 
+-- Non-waiting reads: `try_read_line`, `try_really_read`, `try_read`,
+-- `peek_at` and `discard` take what is buffered now. They never wait nor
+-- yield, so they work anywhere (the main thread, a coroutine of your own, a
+-- `table.sort` comparator), take no timeout, and are not "busy" while
+-- another fiber waits on the reader: they consume, and the waiting read goes
+-- on with what is left. On a closed reader or socket they see an empty
+-- buffer (nil, "" or 0) and never raise. Counts and offsets are integers
+-- >= 0; anything else (a negative, 1.5, a string) raises. A parser drains a
+-- pipelined batch with them, then waits once (`wait_activity` or a read).
+
+--- The next line if a whole one is buffered: without its "\n" and one "\r"
+-- before it (a lone "\r" stays), consumed with its terminator; `nil` if no
+-- whole line is buffered (nothing consumed). The cap rule of `read_line`
+-- holds, and more: the buffer holds at most cap bytes unless a waiting read
+-- grows it, so once it is full without a "\n" the line can never complete:
+-- `nil, err, "line_too_long"`, consuming nothing (`try_read` or `discard`
+-- then clear the way). A line of cap - 1 bytes and its "\n" fits.
+-- @function try_read_line
+-- @treturn string, or `nil`, or `nil, err, "line_too_long"`
+
+--- Exactly `n` buffered bytes, consumed, or `nil` if fewer are buffered
+-- (nothing consumed). `n = 0` gives "".
+-- @function try_really_read
+-- @tparam integer n
+-- @treturn string or nil
+
+--- Up to `max` buffered bytes (default: all of them), consumed; "" when none.
+-- @function try_read
+-- @tparam[opt] integer max
+-- @treturn string
+
+--- Up to `n` bytes starting at byte `offset` (0-based) of the buffered bytes,
+-- never consumed; "" when `offset` is at or past their end.
+-- @function peek_at
+-- @tparam integer offset
+-- @tparam integer n
+-- @treturn string
+
+--- Drops up to `n` buffered bytes.
+-- @function discard
+-- @tparam integer n
+-- @treturn integer how many were dropped: min(n, buffered)
+
+--- Waits for the reader's next read event without reading: `true` once
+-- bytes arrive (whoever consumes them), even if some were already
+-- buffered. Fails with `nil, err, code`: "closed" at the peer's EOF and
+-- once the reader or the socket is closed, the error's code when the input
+-- ends with one ("ECONNRESET"...), "timeout", "cancelled". Once the input
+-- has ended it fails at once (no fiber needed). Any number of fibers may
+-- wait at once, beside a fiber waiting in a read (never "busy"), and their
+-- waits never change how much the reader buffers: a full buffer stays full
+-- until something consumes. A timeout (seconds, or `false`/nil for none,
+-- the default; the socket's read timeout does not apply) is not sticky.
+-- @function wait_activity
+-- @tparam[opt] number timeout
+-- @treturn true, or `nil, err, code`
+
 --- Bytes buffered and not yet read.
 -- @function buffered
 -- @treturn integer
