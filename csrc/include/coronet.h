@@ -253,15 +253,16 @@ int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want);
 /* 1 while a waiter is attached (a second reader would get CN_EBUSY). */
 int cn_reader_is_busy(const cn_stream *s);
 /* Watch for the next read event without reading: w->cb(w, status) runs once,
- * from the read callback, when bytes arrive (status 0, even if the waiter
- * consumed them all), when the input ends (its end status: UV_EOF,
- * UV_ECONNRESET...), or when the reader or the stream closes (CN_ECLOSED, or
- * an abort's status). If the input has already ended or the reader is closed,
- * it runs on the next loop turn with that status. Any number of watchers may
+ * from the read callback when bytes arrive (status 0, even if the waiter
+ * consumed them all) or the input ends (its end status: UV_EOF,
+ * UV_ECONNRESET...), or on the next loop turn when the reader or the stream
+ * closes (CN_ECLOSED, or an abort's status). If the input has already ended
+ * or the reader is closed, it runs on the next loop turn with that status. Any number of watchers may
  * wait beside the one waiter; they never start reading, never change how much
  * is read (a full buffer stays paused: consume to read on) and never make
- * the reader busy. cn_waiter_cancel detaches. The stream stays valid during
- * the callback, which may close it. Returns 0. */
+ * the reader busy. cn_waiter_cancel detaches. A callback run from the read
+ * callback may close the stream and drop its references (the read callback
+ * holds one until it ends). Returns 0. */
 int cn_reader_watch(cn_stream *s, cn_waiter *w);
 /* Reader half closes: no more reads, waiter gets CN_ECLOSED. */
 void cn_reader_close(cn_stream *s);

@@ -29,13 +29,14 @@ static void on_event(cn_waiter *w, int status) {
   CHECK(!in_start);
   x->fired++;
   x->status = status;
+  if (status) return; /* the end: a close tells on a later turn, when the stream may be gone */
   if (cn_reader_buffered(x->s) > x->most) x->most = cn_reader_buffered(x->s);
   if (x->close_stream) {
     cn_stream_abort(x->s, CN_ECLOSED);
     cn_stream_unref(x->s); /* the last reference: the read callback holds its own */
     return;
   }
-  if (x->again && status == 0) STARTING(cn_reader_watch(x->s, &x->w));
+  if (x->again) STARTING(cn_reader_watch(x->s, &x->w));
 }
 
 static void watch_init(watch *x, cn_stream *s) {
