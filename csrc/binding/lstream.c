@@ -244,8 +244,12 @@ static int l_tostring(lua_State *L) {
     strcpy(text, "released");
   else if (cn_stream_is_closing(c->s))
     strcpy(text, "closed");
-  else if (cn_stream_peername(c->s, &a) == 0)
-    cn_addr_format(&a, text, sizeof text);
+  else if (cn_stream_kind(c->s) == CN_STREAM_PIPE)
+    strcpy(text, "pipe");
+  else if (cn_stream_kind(c->s) == CN_STREAM_TTY)
+    strcpy(text, "terminal");
+  else if (cn_stream_peername(c->s, &a) == 0 && cn_addr_format(&a, text, sizeof text) == 0)
+    strcpy(text, "unnamed unix socket"); /* a socket pair's end */
   lua_pushfstring(L, "coronet.socket (%s): %p", text, (void *)c);
   return 1;
 }
