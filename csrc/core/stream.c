@@ -121,7 +121,10 @@ static int open_handle(cn_stream *s, int fd) {
 
 int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
   int kind = kind_of_fd(fd);
-  if (kind < 0) return kind;
+  return kind < 0 ? kind : cn__stream_open_fd_as(loop, fd, kind, out);
+}
+
+int cn__stream_open_fd_as(cn_loop *loop, int fd, int kind, cn_stream **out) {
   cn_stream *s;
   int rc = cn__stream_new(loop, kind, &s);
   if (rc < 0) return rc;

@@ -74,6 +74,9 @@ struct cn_stream {
 int cn__stream_new(cn_loop *loop, int kind, cn_stream **out);
 /* A new unix stream with its pipe handle initialised, not yet connected. */
 int cn__stream_new_pipe(cn_loop *loop, cn_stream **out);
+/* cn_stream_open_fd for a descriptor whose kind the caller knows (the
+ * server's accepted sockets): no system calls to find it out. */
+int cn__stream_open_fd_as(cn_loop *loop, int fd, int kind, cn_stream **out);
 /* The socket is connected: apply defaults and start reading. A half the
  * descriptor cannot do (libuv opened it read-only or write-only: a pipe's
  * end) is closed at once. */
