@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "check.h"
 #include "coronet.h"
@@ -159,6 +160,17 @@ static void test_pipe_and_refusals(void) {
   unlink(path);
   CHECK_EQ_INT(cn_stream_open_fd(loop, file, &s), UV_EBADF);
   CHECK_EQ_INT(cn_stream_open_dup(loop, file, &s), UV_EBADF);
+  /* sockets that carry no byte stream: a datagram one, a listening one */
+  int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  CHECK_EQ_INT(cn_stream_open_fd(loop, udp, &s), UV_EINVAL);
+  close(udp);
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cn_addr any;
+  cn_addr_ip(&any, "127.0.0.1", 0);
+  CHECK_EQ_INT(bind(listener, (struct sockaddr *)&any.ss, any.len), 0);
+  CHECK_EQ_INT(listen(listener, 1), 0);
+  CHECK_EQ_INT(cn_stream_open_fd(loop, listener, &s), UV_EINVAL);
+  close(listener);
   run_to_end(loop);
   cn_loop_free(loop);
 }
