@@ -17,9 +17,10 @@
 #define LCN_CONNECT "coronet.connect"
 #define LCN_ERROR "coronet.error"
 #define LCN_DATAGRAM "coronet.datagram_socket"
+#define LCN_PROCESS "coronet.process"
 
 /* Classes, checked by metatable identity (no string lookup per call). */
-enum { LCN_C_FIBER, LCN_C_SOCKET, LCN_C_READER, LCN_C_WRITER, LCN_C_SERVER, LCN_C_ADDRESS, LCN_C_CONNECT, LCN_C_DATAGRAM, LCN_C_COUNT };
+enum { LCN_C_FIBER, LCN_C_SOCKET, LCN_C_READER, LCN_C_WRITER, LCN_C_SERVER, LCN_C_ADDRESS, LCN_C_CONNECT, LCN_C_DATAGRAM, LCN_C_PROCESS, LCN_C_COUNT };
 
 /* Per lua_State context, stored in the registry under lcn_ctx_key. */
 typedef struct lcn_ctx {
@@ -164,6 +165,8 @@ int lcn_open_timer(lua_State *L);
 /* ldns.c, ludp.c */
 int lcn_open_dns(lua_State *L);
 int lcn_open_udp(lua_State *L);
+/* lprocess.c: child processes with piped stdin and stdout */
+int lcn_open_process(lua_State *L);
 /* lworkers.c: channels and worker threads for coronet.net_workers */
 int lcn_open_workers(lua_State *L);
 

@@ -7,7 +7,8 @@
 static const char lcn_ctx_key = 'c';
 
 static const char *const class_names[LCN_C_COUNT] = {LCN_FIBER,  LCN_SOCKET,  LCN_READER, LCN_WRITER,
-                                                     LCN_SERVER, LCN_ADDRESS, LCN_CONNECT, LCN_DATAGRAM};
+                                                     LCN_SERVER, LCN_ADDRESS, LCN_CONNECT, LCN_DATAGRAM,
+                                                     LCN_PROCESS};
 
 lcn_ctx *lcn_ctx_get(lua_State *L) {
   lcn_ctx *ctx = lua_touserdata(L, lua_upvalueindex(1));
@@ -321,6 +322,7 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
   lcn_open_server(L);
   lcn_open_dns(L);
   lcn_open_udp(L);
+  lcn_open_process(L);
   lcn_open_workers(L);
   return 1;
 }

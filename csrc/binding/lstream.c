@@ -1,8 +1,10 @@
 /* lstream.c: the socket class. A socket userdata holds the connection's one
  * core reference; its reader and writer userdata keep it alive. */
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include "lbinding.h"
 
 #define LCN_DEFAULT_CONNECT_TIMEOUT 10.0
@@ -242,8 +244,12 @@ static int l_tostring(lua_State *L) {
     strcpy(text, "released");
   else if (cn_stream_is_closing(c->s))
     strcpy(text, "closed");
-  else if (cn_stream_peername(c->s, &a) == 0)
-    cn_addr_format(&a, text, sizeof text);
+  else if (cn_stream_kind(c->s) == CN_STREAM_PIPE)
+    strcpy(text, "pipe");
+  else if (cn_stream_kind(c->s) == CN_STREAM_TTY)
+    strcpy(text, "terminal");
+  else if (cn_stream_peername(c->s, &a) == 0 && cn_addr_format(&a, text, sizeof text) == 0)
+    strcpy(text, "unnamed unix socket"); /* a socket pair's end */
   lua_pushfstring(L, "coronet.socket (%s): %p", text, (void *)c);
   return 1;
 }
@@ -260,14 +266,77 @@ static int l_tcp_socket(lua_State *L) {
   return 1;
 }
 
-/* core.adopt_fd(fd) -> socket over an inherited connected descriptor. */
+/* What a descriptor libuv refused (UV_EINVAL) is, for the message. */
+static const char *what_fd_is(int fd) {
+  struct stat st;
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (fstat(fd, &st) < 0) return "not open";
+  if (S_ISREG(st.st_mode)) return "a regular file";
+  if (S_ISDIR(st.st_mode)) return "a directory";
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "a device, not a terminal";
+  if (S_ISSOCK(st.st_mode) && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type != SOCK_STREAM)
+    return "a datagram socket";
+  if (S_ISSOCK(st.st_mode)) return "a listening socket";
+  return "not a stream";
+}
+
+/* nil, err, code naming the descriptor: "descriptor 5: bad file descriptor
+ * (EBADF)", or for one libuv cannot stream "descriptor 5 is a regular file:
+ * libuv cannot stream it (EINVAL)". */
+static int fail_fd(lua_State *L, int err, int fd) {
+  char what[96];
+  snprintf(what, sizeof what, "descriptor %d", fd);
+  lcn_fail(L, err, what, NULL);
+  if (err == UV_EINVAL) {
+    lua_pushfstring(L, "descriptor %d is %s: libuv cannot stream it (%s)", fd, what_fd_is(fd), cn_err_name(err));
+    lua_setfield(L, -3, "message");
+  }
+  return 3;
+}
+
+/* Adopts fd (the stream owns it on success) into the socket box on top. */
+static int adopt(lua_State *L, int fd) {
+  lcn_conn *c = lcn_check_conn(L, -1);
+  cn_stream *s;
+  int rc = cn_stream_open_fd(lcn_ctx_get(L)->loop, fd, &s);
+  if (rc < 0) return rc;
+  c->s = s;
+  return 0;
+}
+
+/* core.adopt_fd(fd) -> socket over an inherited descriptor (a connected
+ * socket, a pipe, a terminal), which the socket then owns. */
 static int l_adopt_fd(lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
   luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "not a file descriptor");
+  lcn_new_conn(L); /* the box first: nothing to leak if making it fails */
+  int rc = adopt(L, (int)fd);
+  return rc < 0 ? fail_fd(L, rc, (int)fd) : 1;
+}
+
+/* The descriptor argument of open_descriptor: an integer >= 0 or an open Lua file. */
+static int check_descriptor(lua_State *L) {
+  luaL_Stream *file = luaL_testudata(L, 1, LUA_FILEHANDLE);
+  if (file) {
+    if (!file->closef) luaL_error(L, "attempt to use a closed file");
+    return fileno(file->f);
+  }
+  int is_int = 0;
+  lua_Integer fd = lua_type(L, 1) == LUA_TNUMBER ? lua_tointegerx(L, 1, &is_int) : 0;
+  if (!is_int) luaL_typeerror(L, 1, "descriptor (integer) or file");
+  luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "not a file descriptor");
+  return (int)fd;
+}
+
+/* core.open_descriptor(fd | file) -> socket over a duplicate of the
+ * descriptor, or nil, err, code. The caller's descriptor stays its own. */
+static int l_open_descriptor(lua_State *L) {
+  int fd = check_descriptor(L);
   lcn_conn *c = lcn_new_conn(L); /* the box first: nothing to leak if making it fails */
   cn_stream *s;
-  int rc = cn_stream_open_fd(lcn_ctx_get(L)->loop, (int)fd, &s);
-  if (rc < 0) return lcn_fail(L, rc, "adopt descriptor", NULL);
+  int rc = cn_stream_open_dup(lcn_ctx_get(L)->loop, fd, &s);
+  if (rc < 0) return fail_fd(L, rc, fd);
   c->s = s;
   return 1;
 }
@@ -370,7 +439,11 @@ int lcn_open_stream(lua_State *L) {
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-      {"tcp_socket", l_tcp_socket}, {"adopt_fd", l_adopt_fd}, {"check_stream_options", l_check_stream_options}, {NULL, NULL}};
+      {"tcp_socket", l_tcp_socket},
+      {"adopt_fd", l_adopt_fd},
+      {"open_descriptor", l_open_descriptor},
+      {"check_stream_options", l_check_stream_options},
+      {NULL, NULL}};
   lcn_new_class(L, LCN_C_SOCKET, methods, meta);
   lcn_setfuncs(L, funcs);
   return 0;

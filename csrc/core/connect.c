@@ -214,7 +214,7 @@ static void arm_attempt_timer(cn_connect *op, cn_attempt *a) {
 
 static int start_request(cn_attempt *a, const cn_addr *to) {
   const struct sockaddr *sa = (const struct sockaddr *)&to->ss;
-  if (a->stream->is_unix) {
+  if (a->stream->kind == CN_STREAM_UNIX) {
     uv_pipe_connect(&a->req, &a->stream->h.pipe, ((const struct sockaddr_un *)sa)->sun_path, on_connected);
     return 0;
   }

@@ -157,7 +157,7 @@ static void keep_leftovers(cn_stream *s) {
 static int end_status(cn_stream *s, ssize_t nread) {
   int fd = cn_stream_fileno(s), err = 0;
   socklen_t len = sizeof err;
-  if (nread != UV_EOF || fd < 0) return (int)nread;
+  if (nread != UV_EOF || fd < 0 || s->kind == CN_STREAM_PIPE || s->kind == CN_STREAM_TTY) return (int)nread;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err && err != EPIPE)
     return uv_translate_sys_error(err);
   return UV_EOF;

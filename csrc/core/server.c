@@ -119,7 +119,8 @@ static void back_off(cn_server *srv, int err) {
 
 static void adopt(cn_server *srv, int fd, const cn_addr *peer) {
   cn_stream *s;
-  int rc = cn_stream_open_fd(srv->loop, fd, &s);
+  int kind = cn_addr_family(peer) == AF_UNIX ? CN_STREAM_UNIX : CN_STREAM_TCP;
+  int rc = cn__stream_open_fd_as(srv->loop, fd, kind, &s);
   if (rc < 0) {
     close(fd);
     srv->stats.accept_errors++;

@@ -1,6 +1,8 @@
-/* stream.c: one tcp or unix stream socket. Owns the libuv handle, counts its
- * references, and runs the one close sequence: stop reading, flush (bounded),
- * shut down, close the fd. */
+/* stream.c: one stream: a tcp or unix socket, a pipe or a terminal. Owns
+ * the libuv handle, counts its references, and runs the one close sequence:
+ * stop reading, flush (bounded), shut down, close the fd. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,12 +19,12 @@ static void close_for_loop(cn__object *obj, int abort) {
     cn_stream_close(s);
 }
 
-int cn__stream_new(cn_loop *loop, int is_unix, cn_stream **out) {
+int cn__stream_new(cn_loop *loop, int kind, cn_stream **out) {
   cn_stream *s = calloc(1, sizeof *s);
   if (!s) return UV_ENOMEM;
   s->loop = loop;
   s->refs = 1;
-  s->is_unix = is_unix;
+  s->kind = kind;
   cn_list_init(&s->close_waiters);
   cn_list_init(&s->server_link);
   cn__reader_init(s);
@@ -40,7 +42,7 @@ static void discard(cn_stream *s) {
 
 int cn__stream_new_pipe(cn_loop *loop, cn_stream **out) {
   cn_stream *s;
-  int rc = cn__stream_new(loop, 1, &s);
+  int rc = cn__stream_new(loop, CN_STREAM_UNIX, &s);
   if (rc < 0) return rc;
   rc = uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0);
   if (rc < 0) {
@@ -53,7 +55,7 @@ int cn__stream_new_pipe(cn_loop *loop, cn_stream **out) {
 
 int cn_stream_new_tcp(cn_loop *loop, int family, cn_stream **out) {
   cn_stream *s;
-  int rc = cn__stream_new(loop, 0, &s);
+  int rc = cn__stream_new(loop, CN_STREAM_TCP, &s);
   if (rc < 0) return rc;
   rc = uv_tcp_init_ex(cn_loop_uv(loop), &s->h.tcp, (unsigned)family);
   if (rc < 0) {
@@ -64,25 +66,74 @@ int cn_stream_new_tcp(cn_loop *loop, int family, cn_stream **out) {
   return 0;
 }
 
-static int fd_is_unix(int fd) {
-  int domain = 0;
-  socklen_t len = sizeof domain;
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return -1;
-  return domain == AF_UNIX;
+static int is_listening(int fd) {
+  int on = 0;
+  socklen_t len = sizeof on;
+  return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+/* The stream kind of fd, or why it cannot be one: UV_EBADF when it is not
+ * open, UV_EINVAL for what libuv cannot stream (epoll refuses regular files
+ * and devices; a datagram or listening socket carries no byte stream). */
+static int kind_of_fd(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return uv_translate_sys_error(errno);
+  switch (uv_guess_handle(fd)) {
+  case UV_TTY:
+    return CN_STREAM_TTY;
+  case UV_TCP:
+    return is_listening(fd) ? UV_EINVAL : CN_STREAM_TCP;
+  case UV_NAMED_PIPE: /* a unix stream socket, or a pipe or FIFO */
+    if (!S_ISSOCK(st.st_mode)) return CN_STREAM_PIPE;
+    return is_listening(fd) ? UV_EINVAL : CN_STREAM_UNIX;
+  default:
+    return UV_EINVAL;
+  }
+}
+
+static int init_handle(cn_stream *s, int fd) {
+  uv_loop_t *uv = cn_loop_uv(s->loop);
+  switch (s->kind) {
+  case CN_STREAM_TCP:
+    return uv_tcp_init(uv, &s->h.tcp);
+  case CN_STREAM_TTY:
+    return uv_tty_init(uv, &s->h.tty, fd, 0);
+  default:
+    return uv_pipe_init(uv, &s->h.pipe, 0);
+  }
+}
+
+/* libuv reopens a terminal so that its non-blocking mode stays private: the
+ * handle then holds a new descriptor, and fd (dup2'd onto the reopened
+ * terminal) is ours to close. */
+static int open_handle(cn_stream *s, int fd) {
+  uv_os_fd_t held;
+  switch (s->kind) {
+  case CN_STREAM_TCP:
+    return uv_tcp_open(&s->h.tcp, fd);
+  case CN_STREAM_TTY:
+    if (uv_fileno(&s->h.handle, &held) == 0 && held != fd) close(fd);
+    return 0;
+  default:
+    return uv_pipe_open(&s->h.pipe, fd);
+  }
 }
 
 int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
-  int is_unix = fd_is_unix(fd);
-  if (is_unix < 0) return UV_ENOTSOCK;
+  int kind = kind_of_fd(fd);
+  return kind < 0 ? kind : cn__stream_open_fd_as(loop, fd, kind, out);
+}
+
+int cn__stream_open_fd_as(cn_loop *loop, int fd, int kind, cn_stream **out) {
   cn_stream *s;
-  int rc = cn__stream_new(loop, is_unix, &s);
+  int rc = cn__stream_new(loop, kind, &s);
   if (rc < 0) return rc;
-  rc = is_unix ? uv_pipe_init(cn_loop_uv(loop), &s->h.pipe, 0) : uv_tcp_init(cn_loop_uv(loop), &s->h.tcp);
+  rc = init_handle(s, fd);
   if (rc < 0) {
     discard(s);
     return rc;
   }
-  rc = is_unix ? uv_pipe_open(&s->h.pipe, fd) : uv_tcp_open(&s->h.tcp, fd);
+  rc = open_handle(s, fd);
   if (rc < 0) {
     /* The handle holds no fd after a failed open: closing it leaves the caller's fd alone. */
     cn__stream_close_handle(s, CN_ECLOSED);
@@ -94,10 +145,32 @@ int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out) {
   return 0;
 }
 
+int cn_stream_open_dup(cn_loop *loop, int fd, cn_stream **out) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3); /* never 0-2, which name the process's stdio */
+  if (copy < 0) return uv_translate_sys_error(errno);
+  int rc = cn_stream_open_fd(loop, copy, out);
+  if (rc < 0)
+    close(copy);
+  else
+    (*out)->shared = 1;
+  return rc;
+}
+
+int cn_stream_kind(const cn_stream *s) { return s->kind; }
+
+static int is_socket(const cn_stream *s) { return s->kind == CN_STREAM_TCP || s->kind == CN_STREAM_UNIX; }
+
+/* A socket whose state (its sending side, its linger, its input) is ours alone to change. */
+static int owns_socket(const cn_stream *s) { return is_socket(s) && !s->shared; }
+
 void cn__stream_connected(cn_stream *s) {
   s->connected = 1;
-  if (!s->is_unix) (void)uv_tcp_nodelay(&s->h.tcp, 1); /* a latency default; a socket that refuses it still works */
-  cn__reader_update(s);
+  if (s->kind == CN_STREAM_TCP) (void)uv_tcp_nodelay(&s->h.tcp, 1); /* a latency default; a socket that refuses it still works */
+  if (!uv_is_writable(&s->h.stream)) cn_writer_close(s);
+  if (!uv_is_readable(&s->h.stream))
+    cn_reader_close(s);
+  else
+    cn__reader_update(s);
 }
 
 void cn_stream_ref(cn_stream *s) { s->refs++; }
@@ -120,10 +193,10 @@ void cn_stream_configure(cn_stream *s, const cn_stream_opts *o) {
 }
 
 cn_loop *cn_stream_loop(const cn_stream *s) { return s->loop; }
-int cn_stream_is_unix(const cn_stream *s) { return s->is_unix; }
+int cn_stream_is_unix(const cn_stream *s) { return s->kind == CN_STREAM_UNIX; }
 
 int cn_stream_bind(cn_stream *s, const cn_addr *addr) {
-  if (s->is_unix || s->state != CN_STREAM_OPEN) return UV_EINVAL;
+  if (s->kind != CN_STREAM_TCP || s->state != CN_STREAM_OPEN) return UV_EINVAL;
   return uv_tcp_bind(&s->h.tcp, (const struct sockaddr *)&addr->ss, 0);
 }
 
@@ -148,18 +221,19 @@ int cn_stream_peername(const cn_stream *s, cn_addr *out) { return name_of(s, out
 int cn_stream_sockname(const cn_stream *s, cn_addr *out) { return name_of(s, out, 0); }
 
 int cn_stream_set_nodelay(cn_stream *s, int on) {
-  if (s->is_unix) return UV_ENOTSUP;
+  if (s->kind != CN_STREAM_TCP) return UV_ENOTSUP;
   if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
   return uv_tcp_nodelay(&s->h.tcp, on);
 }
 
 int cn_stream_set_keepalive(cn_stream *s, int on, unsigned delay_s) {
-  if (s->is_unix) return UV_ENOTSUP;
+  if (s->kind != CN_STREAM_TCP) return UV_ENOTSUP;
   if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
   return uv_tcp_keepalive(&s->h.tcp, on, delay_s ? delay_s : 60);
 }
 
 int cn_stream_set_reuseaddr(cn_stream *s, int on) {
+  if (!is_socket(s)) return UV_ENOTSUP;
   int fd = cn_stream_fileno(s);
   if (fd < 0) return fd;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0) return uv_translate_sys_error(errno);
@@ -172,7 +246,7 @@ int cn_stream_get_option(const cn_stream *s, cn_sockopt opt, int *on) {
   int fd = cn_stream_fileno(s), value = 0;
   socklen_t len = sizeof value;
   if (fd < 0) return fd;
-  if (s->is_unix && opt != CN_OPT_REUSEADDR) return UV_ENOTSUP;
+  if (!is_socket(s) || (s->kind != CN_STREAM_TCP && opt != CN_OPT_REUSEADDR)) return UV_ENOTSUP;
   if (getsockopt(fd, levels[opt], names[opt], &value, &len) < 0) return uv_translate_sys_error(errno);
   *on = value != 0;
   return 0;
@@ -182,7 +256,7 @@ int cn_stream_shutdown(cn_stream *s, int how) {
   if (s->state != CN_STREAM_OPEN) return CN_ECLOSED;
   if (how == SHUT_RD || how == SHUT_RDWR) {
     int fd = cn_stream_fileno(s);
-    if (fd >= 0 && s->connected) shutdown(fd, SHUT_RD);
+    if (fd >= 0 && s->connected && owns_socket(s)) shutdown(fd, SHUT_RD);
     cn_reader_close(s);
   }
   if (how == SHUT_WR || how == SHUT_RDWR) cn_writer_close(s);
@@ -208,7 +282,7 @@ void cn_stream_close(cn_stream *s) {
 static void arm_reset(cn_stream *s) {
   struct linger now = {1, 0};
   int fd = cn_stream_fileno(s);
-  if (s->is_unix || !s->connected || fd < 0) return;
+  if (s->kind != CN_STREAM_TCP || s->shared || !s->connected || fd < 0) return;
   (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now); /* if refused, the close is a plain one */
 }
 
@@ -247,13 +321,16 @@ void cn_stream_close_wait(cn_stream *s, cn_waiter *w) {
 
 #define CN_DISCARD_CHUNK 4096u
 
-/* Reads and drops what is queued now; returns 1 if there was anything. This
+/* Reads and drops what is queued now; returns 1 if there was anything. Only
+ * sockets of our own: a pipe or a terminal sends no reset, draining a
+ * terminal would eat the user's typing, and a shared socket's input is the
+ * caller's to read. This
  * may run inside another reader's lending span (a fiber resumed by its read
  * callback closes this stream), so it reads into its own stack, never the
  * loop's scratch; the linger reads the rest. */
 static int discard_unread(cn_stream *s) {
   int fd = cn_stream_fileno(s), found = 0;
-  if (!s->connected || s->r.status != 0 || fd < 0) return 0;
+  if (!s->connected || !owns_socket(s) || s->r.status != 0 || fd < 0) return 0;
   char sink[CN_DISCARD_CHUNK];
   for (int i = 0; i < CN_DISCARD_READS; i++) {
     ssize_t n = read(fd, sink, sizeof sink);

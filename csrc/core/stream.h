@@ -51,14 +51,17 @@ struct cn_stream {
     uv_stream_t stream;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
+    uv_tty_t tty;
   } h;
   cn__object obj;
   cn_loop *loop;
   unsigned refs;
   int state;
-  int is_unix;
+  int kind;             /* CN_STREAM_TCP, _UNIX, _PIPE or _TTY */
   int connected;
   int lingering;        /* dropping input until the peer's EOF before closing */
+  int shared;           /* a duplicate (cn_stream_open_dup): the socket is also the caller's, so
+                         * closing closes this descriptor only: no shutdown, no reset, no drain */
   cn_reader r;
   cn_writer w;
   cn_list close_waiters;
@@ -69,10 +72,15 @@ struct cn_stream {
 };
 
 /* stream.c */
-int cn__stream_new(cn_loop *loop, int is_unix, cn_stream **out);
+int cn__stream_new(cn_loop *loop, int kind, cn_stream **out);
 /* A new unix stream with its pipe handle initialised, not yet connected. */
 int cn__stream_new_pipe(cn_loop *loop, cn_stream **out);
-/* The socket is connected: apply defaults and start reading. */
+/* cn_stream_open_fd for a descriptor whose kind the caller knows (the
+ * server's accepted sockets): no system calls to find it out. */
+int cn__stream_open_fd_as(cn_loop *loop, int fd, int kind, cn_stream **out);
+/* The socket is connected: apply defaults and start reading. A half the
+ * descriptor cannot do (libuv opened it read-only or write-only: a pipe's
+ * end) is closed at once. */
 void cn__stream_connected(cn_stream *s);
 /* Closes the fd if both halves are done. */
 void cn__stream_maybe_finish(cn_stream *s);

@@ -102,9 +102,10 @@ static void start_shutdown(cn_stream *s) {
   if (w->shutting_down || s->state != CN_STREAM_OPEN) return;
   w->shutting_down = 1;
   if (w->timer) cn_timer_stop(w->timer);
-  /* When both sides are done, close() itself sends our FIN: no shutdown(2). */
+  /* When both sides are done, close() itself sends our FIN: no shutdown(2).
+   * A shared socket (cn_stream_open_dup) is the caller's to shut down. */
   int both_done = s->r.status == UV_EOF && s->r.closed;
-  union cn__writer_req *req = both_done ? NULL : request(s);
+  union cn__writer_req *req = both_done || s->shared ? NULL : request(s);
   if (req) req->shutdown.data = s;
   if (!req || uv_shutdown(&req->shutdown, &s->h.stream, on_shutdown) < 0) {
     w->shut = 1;

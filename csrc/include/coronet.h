@@ -134,7 +134,7 @@ int cn_loop_backend_timeout(cn_loop *loop);
 void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn);
 /* Remove a queued task; it will not run. Safe if not queued. */
 void cn_loop_unpost(cn_loop *loop, cn_task *task);
-/* Streams, servers, connect operations, datagram sockets and signal watchers not yet fully
+/* Streams, servers, connect operations, datagram sockets, signal watchers and child processes not yet fully
  * closed (timers belong to their owners and are not counted). A connect
  * operation abandoned during DNS stops counting at once; its lookup finishes
  * in the threadpool and frees itself later (dns.c; lookups are never counted). */
@@ -186,8 +186,8 @@ int cn_signal_number(const char *name);
 
 /* ---------------------------------------------------------------- stream */
 
-/* One connected (or connectable) tcp or unix socket with its buffered reader
- * and writer. Counted: whoever holds a pointer holds a reference. The fd
+/* One connected (or connectable) stream with its buffered reader and
+ * writer: a tcp or unix socket, a pipe or FIFO, or a terminal. Counted: whoever holds a pointer holds a reference. The fd
  * closes when cn_stream_close is called, when both halves are closed, or when
  * the last reference goes. The memory goes when the fd is closed and the last
  * reference is dropped. */
@@ -202,8 +202,29 @@ typedef struct cn_stream_opts {
 
 /* A fresh, unconnected TCP socket of `family` (AF_INET or AF_INET6) for bind-before-connect. */
 int cn_stream_new_tcp(cn_loop *loop, int family, cn_stream **out);
-/* Adopt a connected descriptor (tcp or unix stream). Non-blocking mode is set. */
+/* What a stream's descriptor is. TCP-only behaviour (nodelay by default,
+ * the keepalive and nodelay options, the reset on abort, the pending-error
+ * check at EOF) applies to CN_STREAM_TCP alone; the unread-input drain at
+ * close to sockets alone. */
+enum { CN_STREAM_TCP, CN_STREAM_UNIX, CN_STREAM_PIPE, CN_STREAM_TTY };
+int cn_stream_kind(const cn_stream *s);
+
+/* Adopt a descriptor libuv can stream: a connected tcp or unix stream
+ * socket, a pipe or FIFO end, a terminal. On success the stream owns fd
+ * (closing the stream closes it); on failure the caller keeps it. Errors:
+ * UV_EBADF (not open), UV_EINVAL (a regular file, a directory, a device
+ * other than a terminal, a datagram or listening socket: nothing libuv can
+ * stream), UV_EEXIST (the loop already watches fd). Non-blocking mode is set
+ * on the open file description, which every copy of fd shares (a dup, the
+ * other end of a fork); a terminal is reopened by libuv first, so its mode
+ * stays private. A half the descriptor cannot do (the read end of a pipe
+ * cannot send) is closed from the start: closing the other half then
+ * closes fd. */
 int cn_stream_open_fd(cn_loop *loop, int fd, cn_stream **out);
+/* The same over a duplicate of fd (F_DUPFD_CLOEXEC, numbered 3 or more):
+ * closing the stream never closes the caller's fd, though the non-blocking
+ * mode set on a pipe or socket is shared with it. */
+int cn_stream_open_dup(cn_loop *loop, int fd, cn_stream **out);
 void cn_stream_ref(cn_stream *s);
 void cn_stream_unref(cn_stream *s);
 void cn_stream_configure(cn_stream *s, const cn_stream_opts *opts);
@@ -295,6 +316,48 @@ int cn_writer_status(const cn_stream *s);
 int cn_writer_dropped(const cn_stream *s);
 uint64_t cn_stream_bytes_in(const cn_stream *s);
 uint64_t cn_stream_bytes_out(const cn_stream *s);
+
+/* --------------------------------------------------------------- process */
+
+/* A child process (uv_spawn) whose stdin and stdout are pipes to this one
+ * (socket pairs, as libuv makes them); its stderr is this process's. One
+ * owner holds it from cn_process_spawn until cn_process_close. Closing never
+ * kills the child: the process stays in the loop's live set, keeping the
+ * loop alive, until the child has exited and been reaped; the memory goes
+ * once both the owner and the handle are done. A child still running when
+ * the loop closes everything (cn_loop_close_all, and so the end of
+ * coronet.run or the Lua state's close) is sent SIGTERM, or SIGKILL for an
+ * abort, and reaped when it ends. */
+typedef struct cn_process cn_process;
+
+typedef struct cn_process_opts {
+  const char *file; /* the program: a path, or a name looked up in PATH */
+  char **args;      /* NULL-terminated; args[0] is the program's name */
+  char **env;       /* "NAME=value" strings, NULL-terminated; NULL: this process's environment */
+  const char *cwd;  /* NULL: this process's directory */
+} cn_process_opts;
+
+/* Starts the child. On success *child_stdin (write to it; its reader is
+ * closed) and *child_stdout (read from it) are connected streams, one
+ * reference each for the caller; closing child_stdin's writer shuts the
+ * pipe down and the child reads EOF. On failure (UV_ENOENT for a program
+ * not found, UV_EACCES, UV_EMFILE...) nothing is left open. */
+int cn_process_spawn(cn_loop *loop, const cn_process_opts *opts, cn_process **out, cn_stream **child_stdin,
+                     cn_stream **child_stdout);
+int cn_process_pid(const cn_process *p);
+/* Sends signum to the child. UV_ESRCH once it has exited (its pid may be
+ * reused), CN_ECLOSED once the loop closed it. */
+int cn_process_kill(cn_process *p, int signum);
+/* w->cb(w, 0) runs once the child has exited (on the next loop turn if it
+ * already has); CN_ECLOSED if the owner closes the process first. Several
+ * waiters may wait. */
+void cn_process_exit_wait(cn_process *p, cn_waiter *w);
+/* 1 once the child has exited, with its exit code and the signal that
+ * ended it (0 if none); 0 while it runs. */
+int cn_process_exit_status(const cn_process *p, int64_t *code, int *signal);
+/* The owner lets go: exit waiters get CN_ECLOSED (deferred); the child
+ * runs on, and is reaped when it exits. Call once; do not use p after. */
+void cn_process_close(cn_process *p);
 
 /* ------------------------------------------------------------------- dns */
 

@@ -1,0 +1,241 @@
+-- core.spawn_process: a child process whose stdin and stdout are sockets
+-- of ours, its exit status, kill, wait, and what closing never does (kill).
+local coronet = require "coronet"
+local core = require "coronet.core"
+local errors = require "coronet.errors"
+local helper = require "spec.helper"
+
+-- Spawns and asserts; returns process, stdin socket, stdout socket. In the
+-- sanitizer run (LD_PRELOAD names ASan) the program runs without it: ASan's
+-- leak check would abort programs such as sort at their exit.
+local function spawn(file, args, opts)
+  if os.getenv("LD_PRELOAD") and not (opts and opts.env) then
+    args = table.move(args or {}, 1, #(args or {}), 4, { "-u", "LD_PRELOAD", file })
+    file = "env"
+  end
+  local p, stdin, stdout = core.spawn_process(file, args, opts)
+  assert(p, stdin)
+  return p, stdin, stdout
+end
+
+-- Writes `input`, closes the child's stdin, reads its whole output; waits for its exit.
+local function run_child(file, args, input, opts)
+  local p, stdin, stdout = spawn(file, args, opts)
+  assert(stdin:writer():write(input))
+  stdin:writer():close()
+  local output = stdout:reader():contents()
+  local code, signal = p:wait(helper.t(5))
+  stdout:close()
+  p:close()
+  return output, code, signal
+end
+
+local function reaped(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if f then f:close() end
+  return f == nil
+end
+
+describe("core.spawn_process", function()
+  it("talks to sort over pipes: lines in, EOF, sorted lines out, exit status 0", function()
+    helper.run(function()
+      local output, code, signal = run_child("sort", {}, "pear\napple\nfig\n")
+      assert.equal("apple\nfig\npear\n", output)
+      assert.equal(0, code)
+      assert.is_nil(signal)
+    end)
+  end)
+
+  it("talks to bc line by line, and cat echoes each line at once", function()
+    helper.run(function()
+      local p, stdin, stdout = spawn("bc", {})
+      local w, r = stdin:writer(), stdout:reader()
+      assert(w:write("2+3\n"))
+      assert.equal("5", r:read_line())
+      assert(w:write("6*7\n"))
+      assert.equal("42", r:read_line())
+      w:close()
+      assert.is_nil(r:read_line())
+      assert.equal(0, p:wait(helper.t(5)))
+      stdout:close()
+      p:close()
+      local cat, cin, cout = spawn("cat")
+      for i = 1, 3 do
+        assert(cin:writer():write("line " .. i .. "\n"))
+        assert.equal("line " .. i, cout:reader():read_line())
+      end
+      cin:close()
+      assert.equal(0, cat:wait(helper.t(5)))
+      cout:close()
+      cat:close()
+    end)
+  end)
+
+  it("the child's stdin socket cannot be read, its stdout socket cannot be written", function()
+    helper.run(function()
+      local p, stdin, stdout = spawn("cat")
+      local line, _, code = stdin:reader():read_line()
+      assert.is_nil(line)
+      assert.equal("closed", code)
+      local ok, _, wcode = stdout:writer():write("x")
+      assert.is_nil(ok)
+      assert.equal("closed", wcode)
+      stdin:close()
+      assert.equal(0, p:wait(helper.t(5)))
+      stdout:close()
+      p:close()
+    end)
+  end)
+
+  it("passes env and cwd", function()
+    helper.run(function()
+      local out = run_child("sh", { "-c", "echo $FOO; pwd" }, "", { env = { "FOO=bar" }, cwd = "/" })
+      assert.equal("bar\n/\n", out)
+    end)
+  end)
+
+  it("a program that does not exist: ENOENT naming it, nothing left open", function()
+    helper.run(function()
+      local fds = helper.open_fds()
+      local p, err, code = core.spawn_process("coronet-no-such-program", { "x" })
+      assert.is_nil(p)
+      assert.equal("ENOENT", code)
+      assert.is_true(errors.is(err, code))
+      assert.matches("coronet%-no%-such%-program", tostring(err))
+      coronet.sleep(0.01) -- the pipes close on the next turn
+      assert.equal(fds, helper.open_fds())
+    end)
+  end)
+
+  it("kill ends a sleeping child: the signal is reported; kill after the exit is ESRCH", function()
+    helper.run(function()
+      local p, stdin, stdout = spawn("sleep", { "30" })
+      assert.is_true(p:kill())
+      local code, signal = p:wait(helper.t(5))
+      assert.equal(0, code)
+      assert.equal(15, signal)
+      assert.same({ 0, 15 }, { p:exit_status() })
+      helper.failed_with("ESRCH", p:kill("SIGKILL"))
+      stdin:close()
+      stdout:close()
+      p:close()
+      local p2 = spawn("sleep", { "30" })
+      assert.is_true(p2:kill("KILL"))
+      assert.same({ 0, 9 }, { p2:wait(helper.t(5)) })
+      p2:close()
+      local p3 = spawn("sleep", { "30" })
+      assert.is_true(p3:kill(2))
+      assert.same({ 0, 2 }, { p3:wait(helper.t(5)) })
+      assert.has_error(function() p3:kill("SIGNOPE") end)
+      assert.has_error(function() p3:kill(-1) end)
+      p3:close()
+    end)
+  end)
+
+  it("exit_status is nil while running, then the code (signal nil); wait times out and can be retried", function()
+    helper.run(function()
+      local p, stdin = spawn("sh", { "-c", "read x; exit 3" })
+      assert.is_nil(p:exit_status())
+      helper.failed_with("timeout", p:wait(0.05))
+      assert.is_nil(p:exit_status())
+      stdin:writer():close()
+      assert.same({ 3 }, { p:wait(helper.t(5)) })
+      local code, signal = p:exit_status()
+      assert.equal(3, code)
+      assert.is_nil(signal)
+      assert.equal(3, p:wait()) -- at once, once exited
+      assert.matches("exited 3", tostring(p))
+      p:close()
+    end)
+  end)
+
+  it("a wait ends with closed when another fiber closes the process, and with cancelled on cancel", function()
+    helper.run(function()
+      local p = spawn("sleep", { "30" })
+      local got = coronet.ivar()
+      coronet.spawn(function() got:fill(p:wait()) end)
+      local cancelled = coronet.ivar()
+      local waiter = coronet.spawn(function() cancelled:fill(p:wait()) end)
+      coronet.sleep(0.01)
+      waiter:cancel()
+      helper.await(cancelled.deferred)
+      local _, _, code = cancelled.deferred:peek()
+      assert.equal("cancelled", code)
+      local pid = p:pid()
+      p:close()
+      helper.await(got.deferred)
+      local _, _, code2 = got.deferred:peek()
+      assert.equal("closed", code2)
+      assert.is_false(reaped(pid)) -- closing never kills: the teardown does
+    end)
+  end)
+
+  it("a process collected while its child runs: no kill, and the child is reaped when it exits", function()
+    helper.run(function()
+      local p, stdin, stdout = spawn("sh", { "-c", "sleep 0.2; echo done" })
+      local pid = p:pid()
+      p = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      assert.equal("done\n", stdout:reader():contents())
+      assert.is_true(helper.eventually(function() return reaped(pid) end))
+      stdin:close()
+      stdout:close()
+    end)
+  end)
+
+  it("the end of coronet.run ends a child still running (SIGTERM), and nothing hangs", function()
+    local p
+    local started = core.now()
+    helper.run(function() p = spawn("sleep", { "30" }) end)
+    assert.is_true(core.now() - started < helper.t(5))
+    assert.same({ 0, 15 }, { p:exit_status() })
+    p:close()
+    assert.has_error(function() p:pid() end, "process was closed")
+    p:close() -- idempotent
+  end)
+
+  it("many spawns in a row leave no descriptor open", function()
+    helper.run(function()
+      local before = helper.open_fds()
+      for _ = 1, 30 do
+        local p, stdin, stdout = spawn("true")
+        stdin:close()
+        stdout:close()
+        assert.equal(0, p:wait(helper.t(5)))
+        p:close()
+        assert.is_true(stdin:close_finished(helper.t(2)))
+        assert.is_true(stdout:close_finished(helper.t(2)))
+      end
+      assert.equal(before, helper.open_fds())
+    end, 20)
+  end)
+
+  it("coronet.process gives spawn, open_descriptor and the methods as functions", function()
+    local process = require "coronet.process"
+    assert.equal(core.spawn_process, process.spawn)
+    assert.equal(core.open_descriptor, process.open_descriptor)
+    helper.run(function()
+      local output, code = run_child("cat", {}, "x")
+      assert.equal("x", output)
+      assert.equal(0, code)
+      local p = spawn("true")
+      assert.equal(p:pid(), process.pid(p))
+      assert.equal(0, process.wait(p, helper.t(5)))
+      process.close(p)
+    end)
+  end)
+
+  it("raises on bad arguments", function()
+    helper.run(function()
+      assert.has_error(function() core.spawn_process() end)
+      assert.has_error(function() core.spawn_process("cat", "x") end)
+      assert.has_error(function() core.spawn_process("cat", { 1 }) end, "spawn_process: args[1] must be a string")
+      assert.has_error(function() core.spawn_process("cat", { "a\0b" }) end, "spawn_process: args[1] contains a NUL byte")
+      assert.has_error(function() core.spawn_process("cat", {}, 5) end)
+      assert.has_error(function() core.spawn_process("cat", {}, { env = "x" }) end)
+      assert.has_error(function() core.spawn_process("cat", {}, { cwd = 5 }) end)
+      assert.equal(0, core.live())
+    end)
+  end)
+end)
