@@ -183,6 +183,18 @@ static void test_poll_wait(void) {
   cn_server_close(srv, 0);
   cn_server_unref(srv);
 
+  /* so is a datagram socket's */
+  cn_udp *u;
+  cn_addr any;
+  cn_addr_ip(&any, "127.0.0.1", 0);
+  if (CHECK_EQ_INT(cn_udp_new(loop, AF_INET, &u), 0)) {
+    CHECK_EQ_INT(cn_udp_bind(u, &any, 0), 0);
+    CHECK(cn_poll_is_watched(loop, cn_udp_fileno(u)));
+    CHECK_EQ_INT(cn_poll_wait(loop, cn_udp_fileno(u), UV_READABLE, &w2), UV_EEXIST);
+    cn_udp_close(u);
+  }
+  drain(loop);
+
   /* close_all ends a wait with CN_ECLOSED, later */
   o2.calls = 0;
   CHECK_EQ_INT(cn_poll_wait(loop, pair[1], UV_READABLE, &w2), 0);
