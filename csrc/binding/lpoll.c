@@ -3,7 +3,10 @@
 #include <limits.h>
 #include "lbinding.h"
 
-#define POLL_WHAT "poll wait"
+/* nil, err, code with a message naming the descriptor. */
+static int poll_fail(lua_State *L, int err, int fd) {
+  return lcn_fail(L, err, lua_pushfstring(L, "poll wait on descriptor %d", fd), NULL);
+}
 
 /* A string of the letters r, w, e (read, write, exceptional), at least one. */
 static int check_events(lua_State *L, int idx) {
@@ -28,12 +31,11 @@ static int check_fd(lua_State *L, int idx) {
   return (int)fd;
 }
 
-/* The letters of the events that fired, in the order r, w, e. */
+/* The letters of the events that fired, in the order r, w, e; kctx is the descriptor. */
 static int poll_k(lua_State *L, int status, lua_KContext kctx) {
   (void)status;
-  (void)kctx;
   int st = lcn_fiber_status(L);
-  if (st < 0) return lcn_fail(L, st, POLL_WHAT, NULL);
+  if (st < 0) return poll_fail(L, st, (int)kctx);
   char letters[3];
   size_t n = 0;
   if (st & UV_READABLE) letters[n++] = 'r';
@@ -51,10 +53,10 @@ static int l_poll_wait(lua_State *L) {
   int events = check_events(L, 2);
   lua_Integer deadline = lcn_deadline(L, 3, -1);
   lcn_fiber *f = lcn_fiber_current(L);
-  if (f->cancelled) return lcn_fail(L, CN_ECANCELLED, POLL_WHAT, NULL);
+  if (f->cancelled) return poll_fail(L, CN_ECANCELLED, fd);
   int rc = cn_poll_wait(f->ctx->loop, fd, events, &f->waiter);
-  if (rc < 0) return lcn_fail(L, rc, POLL_WHAT, NULL);
-  return lcn_fiber_wait(L, f, deadline, NULL, NULL, poll_k, 0);
+  if (rc < 0) return poll_fail(L, rc, fd);
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, poll_k, (lua_KContext)fd);
 }
 
 /* core.is_watched(fd) -> whether a handle of coronet's loop holds fd. */

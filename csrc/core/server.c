@@ -2,7 +2,10 @@
  * one connection past any limit and, on EMFILE, accepts and closes pending
  * clients; so the server polls the listening socket and calls accept4 itself:
  * no accept at max_connections, at most max_accepts_per_batch per turn, and a
- * back-off on resource errors that never spins and never stops for good. */
+ * back-off on resource errors that never spins and never stops for good.
+ * A paused server also serves callers that poll (Procord):
+ * cn_server_accept_pending takes one client through the same accept path,
+ * and cn_server_wait_pending waits on the same poll handle. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
