@@ -162,6 +162,8 @@ int lcn_open_writer(lua_State *L);
 int lcn_open_connect(lua_State *L);
 int lcn_open_server(lua_State *L);
 int lcn_open_timer(lua_State *L);
+/* lpoll.c: readiness of descriptors of the user's */
+int lcn_open_poll(lua_State *L);
 /* ldns.c, ludp.c */
 int lcn_open_dns(lua_State *L);
 int lcn_open_udp(lua_State *L);

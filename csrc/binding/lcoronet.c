@@ -315,6 +315,7 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
   lcn_open_fiber(L);
   lcn_open_address(L);
   lcn_open_timer(L);
+  lcn_open_poll(L);
   lcn_open_stream(L);
   lcn_open_reader(L);
   lcn_open_writer(L);

@@ -250,6 +250,46 @@ static int l_set_drop(lua_State *L) {
   return 0;
 }
 
+/* server:try_accept() -> socket, address | nil (no client can be accepted
+ * now: none pending, or at max_connections) | nil, err, code. Never waits;
+ * the socket is the accept loop's (stream options applied), no handler runs. */
+static int l_try_accept(lua_State *L) {
+  cn_server *srv = check_server(L)->srv;
+  lcn_conn *c = lcn_new_conn(L); /* the box first: a memory error cannot leak the stream */
+  int sock = lua_gettop(L);
+  cn_addr peer;
+  int rc = cn_server_accept_pending(srv, &c->s, &peer);
+  if (rc == UV_EAGAIN) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (rc < 0) {
+    cn_server_address(srv, &peer);
+    return lcn_fail(L, rc, "accept on", &peer);
+  }
+  lcn_push_address(L, &peer);
+  lcn_conn_keep_peer(L, sock, -1); /* the socket remembers its peer, as the accept loop's do */
+  return 2;
+}
+
+/* server:wait_pending([timeout]) -> true once a client waits to be accepted
+ * (and there is room for it) | nil, err, code ("closed", "timeout",
+ * "cancelled"). Accepts nothing. Raises on a server that is not paused. */
+static int l_wait_pending(lua_State *L) {
+  cn_server *srv = check_server(L)->srv;
+  lua_Integer deadline = lcn_deadline(L, 2, -1);
+  lcn_fiber *f = lcn_fiber_current(L);
+  if (f->cancelled) return lcn_fail(L, CN_ECANCELLED, "wait for a client", NULL);
+  int rc = cn_server_wait_pending(srv, &f->waiter);
+  if (rc == CN_EBUSY) return luaL_error(L, "server:wait_pending: the server is not paused: it accepts every client itself");
+  if (rc < 0) {
+    cn_addr where;
+    cn_server_address(srv, &where);
+    return lcn_fail(L, rc, "wait for a client on", &where);
+  }
+  return lcn_fiber_wait(L, f, deadline, NULL, NULL, lcn_true_k, (lua_KContext)"wait for a client");
+}
+
 static void set_count(lua_State *L, const char *name, uint64_t v) {
   lua_pushinteger(L, (lua_Integer)v);
   lua_setfield(L, -2, name);
@@ -292,6 +332,8 @@ int lcn_open_server(lua_State *L) {
                                      {"add_credit", l_add_credit},
                                      {"set_max_connections", l_set_max_connections},
                                      {"abort_connections", l_abort_connections},
+                                     {"try_accept", l_try_accept},
+                                     {"wait_pending", l_wait_pending},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
   lcn_new_class(L, LCN_C_SERVER, methods, meta);

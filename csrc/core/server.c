@@ -2,7 +2,10 @@
  * one connection past any limit and, on EMFILE, accepts and closes pending
  * clients; so the server polls the listening socket and calls accept4 itself:
  * no accept at max_connections, at most max_accepts_per_batch per turn, and a
- * back-off on resource errors that never spins and never stops for good. */
+ * back-off on resource errors that never spins and never stops for good.
+ * A paused server also serves callers that poll (Procord):
+ * cn_server_accept_pending takes one client through the same accept path,
+ * and cn_server_wait_pending waits on the same poll handle. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -31,6 +34,7 @@ struct cn_server {
   void *data;
   cn_list conns;
   cn_list close_waiters;
+  cn_list pending_waiters; /* cn_server_wait_pending: told when a client waits in the backlog */
   cn_server_stats stats; /* bytes of closed connections; live ones are summed on demand */
   cn_addr addr;
   cn_timer *backoff;
@@ -60,9 +64,17 @@ static void set_polling(cn_server *srv, int on) {
   srv->polling = 1;
 }
 
-static int may_accept(const cn_server *srv) {
-  return !srv->closing && !(srv->backoff_ms && srv->backoff) && srv->stats.connections < srv->opts.max_connections &&
-         (!srv->paused || srv->credit > 0);
+/* A connection could be taken now, were one pending. */
+static int has_room(const cn_server *srv) {
+  return !srv->closing && !(srv->backoff_ms && srv->backoff) && srv->stats.connections < srv->opts.max_connections;
+}
+
+static int may_accept(const cn_server *srv) { return has_room(srv) && (!srv->paused || srv->credit > 0); }
+
+/* The one poll handle serves both the accept loop and the waiters of
+ * cn_server_wait_pending (libuv allows one watcher per descriptor). */
+static void update_polling(cn_server *srv) {
+  set_polling(srv, may_accept(srv) || (has_room(srv) && !cn_list_empty(&srv->pending_waiters)));
 }
 
 /* What the latest close asked for is done: the listener is closed and, if
@@ -92,7 +104,7 @@ static void on_conn_closed(cn_stream *s, void *data) {
   srv->stats.connections--;
   srv->stats.bytes_in += s->bytes_in;
   srv->stats.bytes_out += s->bytes_out;
-  set_polling(srv, may_accept(srv));
+  update_polling(srv);
   check_finished(srv);
 }
 
@@ -101,7 +113,7 @@ static void on_backoff_end(cn_timer *t, void *data) {
   (void)t;
   cn_timer_close(srv->backoff);
   srv->backoff = NULL;
-  set_polling(srv, may_accept(srv));
+  update_polling(srv);
 }
 
 /* Out of descriptors or memory, or the poll failed: pause accepting,
@@ -117,21 +129,24 @@ static void back_off(cn_server *srv, int err) {
   cn_timer_start(srv->backoff, srv->backoff_ms, on_backoff_end, srv);
 }
 
-static void adopt(cn_server *srv, int fd, const cn_addr *peer) {
+/* Makes the stream of an accepted descriptor, counted as the server's
+ * connection; 0, or an error once the descriptor is closed. */
+static int adopt(cn_server *srv, int fd, cn_stream **out) {
   cn_stream *s;
   int kind = cn_addr_family(peer) == AF_UNIX ? CN_STREAM_UNIX : CN_STREAM_TCP;
   int rc = cn__stream_open_fd_as(srv->loop, fd, kind, &s);
   if (rc < 0) {
     close(fd);
     srv->stats.accept_errors++;
-    return;
+    return rc;
   }
   cn_stream_configure(s, &srv->stream_opts);
   cn_list_push(&srv->conns, &s->server_link);
   srv->stats.connections++;
   s->on_closed = on_conn_closed;
   s->on_closed_data = srv;
-  srv->on_conn(srv, s, peer, srv->data);
+  *out = s;
+  return 0;
 }
 
 /* Errors that belong to one pending connection: accept(2) says to retry as
@@ -146,40 +161,54 @@ static int is_connection_error(int err) {
   }
 }
 
-/* One accept; returns 0 to go on, 1 to stop this batch. */
-static int accept_one(cn_server *srv) {
+enum { SKIPPED = 0, TOOK = 1 };
+
+/* The one accept path, for the accept loop and cn_server_accept_pending.
+ * Returns TOOK with *out a new connection (a reference for the caller) and
+ * *peer its address; SKIPPED when that connection went (dropped, or an error
+ * of its own: the next may be fine); or a negative code to stop: UV_EAGAIN
+ * when no client is pending, else the error the server now backs off for.
+ * Only the accept loop (for_credit) spends a paused server's credit. */
+static int take_one(cn_server *srv, int for_credit, cn_stream **out, cn_addr *peer) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   int fd = accept4(srv->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    if (err == EAGAIN || err == EWOULDBLOCK) return 1;
-    if (err == EINTR || err == ECONNABORTED) return 0;
+    if (err == EAGAIN || err == EWOULDBLOCK) return UV_EAGAIN;
+    if (err == EINTR || err == ECONNABORTED) return SKIPPED;
     srv->stats.accept_errors++;
     if (is_connection_error(err)) {
       char where[128];
       cn_addr_format(&srv->addr, where, sizeof where);
       cn_loop_logf(srv->loop, "coronet: accept on %s failed: %s", where, strerror(err));
-      return 0;
+      return SKIPPED;
     }
     /* Out of descriptors or memory, or the listener itself is broken (EINVAL
      * once it was shut down, whose poll then reports a hang-up at every turn):
      * retrying at once would spin. */
     back_off(srv, uv_translate_sys_error(err));
-    return 1;
+    return uv_translate_sys_error(err);
   }
   srv->backoff_ms = 0;
   srv->stats.accepted++;
-  if (srv->paused && srv->credit > 0) srv->credit--;
+  if (for_credit && srv->paused && srv->credit > 0) srv->credit--;
   if (srv->drop) {
     close(fd);
     srv->stats.dropped++;
-    return 0;
+    return SKIPPED;
   }
+  if (cn_addr_from_sockaddr(peer, (struct sockaddr *)&ss, len) < 0) *peer = srv->addr;
+  return adopt(srv, fd, out) < 0 ? SKIPPED : TOOK;
+}
+
+/* One accept for the accept loop; returns 0 to go on, 1 to stop this batch. */
+static int accept_one(cn_server *srv) {
+  cn_stream *s;
   cn_addr peer;
-  if (cn_addr_from_sockaddr(&peer, (struct sockaddr *)&ss, len) < 0) peer = srv->addr;
-  adopt(srv, fd, &peer);
-  return 0;
+  int rc = take_one(srv, 1, &s, &peer);
+  if (rc == TOOK) srv->on_conn(srv, s, &peer, srv->data);
+  return rc < 0;
 }
 
 /* On POLLERR libuv stops the poll handle and reports UV_EBADF: the server
@@ -197,10 +226,11 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     on_poll_error(srv, status);
     return;
   }
-  srv->refs++; /* a handler may close and release the server */
+  srv->refs++; /* a handler or a woken waiter may close and release the server */
+  cn__waiters_fire_all(&srv->pending_waiters, 0, 0);
   for (unsigned i = 0; i < srv->opts.max_accepts_per_batch && may_accept(srv); i++)
     if (accept_one(srv)) break;
-  if (!srv->closing) set_polling(srv, may_accept(srv));
+  if (!srv->closing) update_polling(srv);
   cn_server_unref(srv);
 }
 
@@ -242,13 +272,14 @@ static int start(cn_loop *loop, int fd, const cn_server_opts *opts, cn_server_co
   srv->data = data;
   cn_list_init(&srv->conns);
   cn_list_init(&srv->close_waiters);
+  cn_list_init(&srv->pending_waiters);
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) cn_addr_from_sockaddr(&srv->addr, (struct sockaddr *)&ss, len);
   cn__object_add(loop, &srv->obj, close_for_loop);
   srv->in_live_set = 1;
   srv->paused = srv->opts.paused;
-  set_polling(srv, may_accept(srv));
+  update_polling(srv);
   *out = srv;
   return 0;
 }
@@ -374,6 +405,7 @@ void cn_server_close(cn_server *srv, int close_existing) {
     srv->backoff = NULL;
   }
   set_polling(srv, 0);
+  cn__waiters_fire_all(&srv->pending_waiters, CN_ECLOSED, 1);
   srv->refs++; /* released by on_listener_closed */
   uv_close((uv_handle_t *)&srv->poll, on_listener_closed);
 }
@@ -383,7 +415,7 @@ void cn_server_abort_connections(cn_server *srv) { abort_connections(srv); }
 void cn_server_pause(cn_server *srv, int paused) {
   srv->paused = paused;
   srv->credit = 0;
-  if (!srv->closing) set_polling(srv, may_accept(srv));
+  if (!srv->closing) update_polling(srv);
 }
 
 void cn_server_add_credit(cn_server *srv, int n) {
@@ -391,17 +423,50 @@ void cn_server_add_credit(cn_server *srv, int n) {
     srv->credit = (unsigned)-n > srv->credit ? 0 : srv->credit - (unsigned)-n;
   else
     srv->credit += (unsigned)n;
-  if (!srv->closing) set_polling(srv, may_accept(srv));
+  if (!srv->closing) update_polling(srv);
 }
 
 void cn_server_set_max_connections(cn_server *srv, unsigned max_connections) {
   srv->opts.max_connections = max_connections ? max_connections : CN_DEFAULT_MAX_CONNECTIONS;
-  if (!srv->closing) set_polling(srv, may_accept(srv));
+  if (!srv->closing) update_polling(srv);
 }
 
 void cn_server_close_wait(cn_server *srv, cn_waiter *w) {
   cn__waiter_attach(&srv->close_waiters, w, srv->loop, 0);
   if (close_done(srv)) cn__waiter_fire_later(w, 0);
+}
+
+/* At most a batch of tries: in drop mode, or past connections that fail on
+ * their own, the call stays bounded; UV_EAGAIN then, as the loop's batch
+ * ends, and the next call goes on. At max_connections nothing is taken
+ * (UV_EAGAIN: no client can be accepted now), as the accept loop takes
+ * none; cn_server_wait_pending waits for room too, so a polling loop does
+ * not spin. */
+int cn_server_accept_pending(cn_server *srv, cn_stream **out, cn_addr *peer) {
+  if (srv->closing) return CN_ECLOSED;
+  int rc = UV_EAGAIN;
+  for (unsigned i = 0; i < srv->opts.max_accepts_per_batch; i++) {
+    if (srv->stats.connections >= srv->opts.max_connections) {
+      rc = UV_EAGAIN;
+      break;
+    }
+    rc = take_one(srv, 0, out, peer);
+    if (rc != SKIPPED) break;
+    rc = UV_EAGAIN;
+  }
+  update_polling(srv); /* at max_connections now, or backing off */
+  return rc == TOOK ? 0 : rc;
+}
+
+static void on_pending_waiter_cancelled(void *owner) { update_polling(owner); }
+
+int cn_server_wait_pending(cn_server *srv, cn_waiter *w) {
+  if (srv->closing) return CN_ECLOSED;
+  if (!srv->paused) return CN_EBUSY;
+  cn__waiter_attach(&srv->pending_waiters, w, srv->loop, 0);
+  cn__waiter_on_cancel(w, on_pending_waiter_cancelled, srv);
+  update_polling(srv); /* a client already pending shows at the next poll */
+  return 0;
 }
 
 int cn_server_is_closed(const cn_server *srv) { return srv->closing; }

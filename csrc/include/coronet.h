@@ -134,12 +134,13 @@ int cn_loop_backend_timeout(cn_loop *loop);
 void cn_loop_post(cn_loop *loop, cn_task *task, cn_task_fn fn);
 /* Remove a queued task; it will not run. Safe if not queued. */
 void cn_loop_unpost(cn_loop *loop, cn_task *task);
-/* Streams, servers, connect operations, datagram sockets, signal watchers and child processes not yet fully
+/* Streams, servers, connect operations, datagram sockets, signal and poll watchers and child
+ * processes not yet fully
  * closed (timers belong to their owners and are not counted). A connect
  * operation abandoned during DNS stops counting at once; its lookup finishes
  * in the threadpool and frees itself later (dns.c; lookups are never counted). */
 size_t cn_loop_live(const cn_loop *loop);
-/* Start closing every stream, server, connect operation, datagram socket and signal watcher.
+/* Start closing every stream, server, connect operation, datagram socket, signal and poll watcher.
  * Streams flush (bounded by their close timeout) unless `abort`; waiters get
  * CN_ECLOSED. */
 void cn_loop_close_all(cn_loop *loop, int abort);
@@ -183,6 +184,24 @@ void cn_timer_close(cn_timer *t);
 int cn_signal_wait(cn_loop *loop, int signum, cn_waiter *w);
 /* The number of a signal name ("SIGTERM", "TERM", "INT"...), or 0. */
 int cn_signal_number(const char *name);
+
+/* ------------------------------------------------------------------ poll */
+
+/* Waits once for a descriptor of the caller's (a pipe, a socket made
+ * elsewhere) to become ready for any of `events` (UV_READABLE, UV_WRITABLE,
+ * UV_PRIORITIZED, or-ed; others are UV_EINVAL): w->cb(w, events) runs from
+ * the loop with those that fired (> 0), or a negative error libuv reports
+ * (UV_EBADF on an error condition of the descriptor), or CN_ECLOSED if
+ * cn_loop_close_all comes first. The watcher (counted by cn_loop_live) then
+ * frees itself; cancelling w closes it. The descriptor stays the caller's:
+ * it is never closed, but libuv makes it non-blocking. Fails now: UV_EBADF
+ * when fd is not open, UV_EEXIST when a handle of this loop already watches
+ * it (a coronet socket, listener, datagram socket or another wait: libuv
+ * allows one watcher per descriptor), or libuv's error (UV_EPERM for a
+ * regular file, which epoll cannot watch). */
+int cn_poll_wait(cn_loop *loop, int fd, int events, cn_waiter *w);
+/* 1 if a handle of this loop (not closing) holds fd, else 0. */
+int cn_poll_is_watched(cn_loop *loop, int fd);
 
 /* ---------------------------------------------------------------- stream */
 
@@ -553,6 +572,28 @@ void cn_server_set_max_connections(cn_server *srv, unsigned max_connections);
 void cn_server_abort_connections(cn_server *srv);
 /* Per-connection stream options applied to every accepted connection. */
 void cn_server_set_stream_opts(cn_server *srv, const cn_stream_opts *opts);
+/* Accepts one pending connection now, never waiting, through the accept
+ * loop's own path (counters, max_connections, stream options, drop mode,
+ * EMFILE back-off), on a paused server whatever its credit (which it does
+ * not spend) or on a running one. Returns 0 with *out a new reference the
+ * caller owns and *peer the client's address; on_conn is not called.
+ * UV_EAGAIN when no client is pending, and also at max_connections (no
+ * client can be accepted now; cn_server_wait_pending waits for room too, so
+ * a loop of wait and accept does not spin); CN_ECLOSED once closing has
+ * started; another negative code on an accept error (EMFILE...: the server
+ * then backs off, logging, as its accept loop does). A connection dropped
+ * (drop mode) or failing on its own is skipped for the next one, at most
+ * max_accepts_per_batch in one call. */
+int cn_server_accept_pending(cn_server *srv, cn_stream **out, cn_addr *peer);
+/* On a paused server: w->cb(w, 0) runs from the loop (never inside this
+ * call) once a client waits in the backlog and there is room for it (below
+ * max_connections, not backing off); it accepts nothing, and a client
+ * already pending shows on the next turn. w->cb(w, CN_ECLOSED) if the
+ * server starts closing first. It polls with the server's own poll handle;
+ * cancelling w stops the polling it started. Fails now (the callback never
+ * runs): CN_ECLOSED once closing has started, CN_EBUSY on a server that is
+ * not paused (its accept loop takes every client itself). */
+int cn_server_wait_pending(cn_server *srv, cn_waiter *w);
 
 /* --------------------------------------------------------------- channel */
 

@@ -1,0 +1,193 @@
+-- core.poll_wait: one wait for readiness of a descriptor of the user's
+-- (Procord's waiter_custom), refusing one that coronet already watches.
+local coronet = require "coronet"
+local core = require "coronet.core"
+local socket = require "socket"
+local helper = require "helper"
+
+local t = helper.t
+
+-- A connected pair of LuaSocket TCP sockets on loopback (blocking calls that
+-- the kernel completes at once).
+local function luasocket_pair()
+  local listener = assert(socket.bind("127.0.0.1", 0))
+  local _, port = listener:getsockname()
+  local a = assert(socket.connect("127.0.0.1", port))
+  local b = assert(listener:accept())
+  listener:close()
+  return a, b
+end
+
+-- Runs fn(a, b) in a fiber with a fresh pair, closing both afterwards.
+local function with_pair(fn)
+  helper.run(function()
+    local a, b = luasocket_pair()
+    local ok, err = pcall(fn, a, b)
+    a:close()
+    b:close()
+    assert(ok, err)
+  end)
+end
+
+-- Starts poll_wait in a fiber; returns an ivar filled with its results.
+local function waiting(fd, events, timeout)
+  local result = coronet.ivar()
+  local fiber = coronet.spawn(function() result:fill(core.poll_wait(fd, events, timeout)) end)
+  coronet.sleep(0.02) -- the wait has started
+  return result.deferred, fiber
+end
+
+describe("core.poll_wait", function()
+  it("wakes with r when the peer sends, not before", function()
+    with_pair(function(a, b)
+      local d = waiting(a:getfd(), "r", t(2))
+      assert.is_false(d:is_determined())
+      assert.is_true(core.is_watched(a:getfd()))
+      b:send("x")
+      helper.await(d)
+      assert.are.equal("r", d:peek())
+      assert.is_false(core.is_watched(a:getfd()))
+      assert.are.equal("x", a:receive(1))
+    end)
+  end)
+
+  it("reports writable at once, and every event that fired", function()
+    with_pair(function(a, b)
+      assert.are.equal("w", core.poll_wait(a:getfd(), "w", t(2)))
+      b:send("x")
+      assert(helper.eventually(function() return core.poll_wait(a:getfd(), "wr", t(2)) == "rw" end))
+      assert.are.equal("r", core.poll_wait(a:getfd(), "er", t(2)))
+    end)
+  end)
+
+  it("wakes with r when the peer closes", function()
+    with_pair(function(a, b)
+      local d = waiting(a:getfd(), "r", t(2))
+      b:shutdown("send")
+      helper.await(d)
+      assert.are.equal("r", d:peek())
+    end)
+  end)
+
+  it("times out while nothing happens, leaving nothing behind", function()
+    with_pair(function(a)
+      local live = core.live()
+      helper.failed_with("timeout", core.poll_wait(a:getfd(), "re", 0.03))
+      assert.is_false(core.is_watched(a:getfd()))
+      assert(helper.eventually(function() return core.live() == live end))
+    end)
+  end)
+
+  it("counts as a live object while it waits", function()
+    with_pair(function(a, b)
+      local live = core.live()
+      local d = waiting(a:getfd(), "r", t(2))
+      assert.are.equal(live + 1, core.live())
+      b:send("x")
+      helper.await(d)
+      assert(helper.eventually(function() return core.live() == live end))
+    end)
+  end)
+
+  it("is cancelled with its fiber, and the descriptor may be watched again", function()
+    with_pair(function(a, b)
+      local d, fiber = waiting(a:getfd(), "r")
+      fiber:cancel()
+      helper.await(d)
+      helper.failed_with("cancelled", d:peek())
+      assert.is_false(core.is_watched(a:getfd()))
+      b:send("x")
+      assert.are.equal("r", core.poll_wait(a:getfd(), "r", t(2)))
+    end)
+  end)
+
+  it("refuses a second watcher of the same descriptor with EEXIST; the first still wakes", function()
+    with_pair(function(a, b)
+      local d = waiting(a:getfd(), "r", t(2))
+      helper.failed_with("EEXIST", core.poll_wait(a:getfd(), "w", t(2)))
+      b:send("x")
+      helper.await(d)
+      assert.are.equal("r", d:peek())
+    end)
+  end)
+
+  it("refuses coronet's own sockets and listeners with EEXIST", function()
+    helper.run(function()
+      local received = coronet.ivar()
+      local server, port = helper.server(function(_, r) received:fill(r:read_line()) end)
+      local sock, _, w = helper.connect(port)
+      local fd = assert(sock:getfd())
+      assert.is_true(core.is_watched(fd))
+      helper.failed_with("EEXIST", core.poll_wait(fd, "r", t(1)))
+      -- the socket was left alone: it still works
+      assert(w:write("hello\n"))
+      helper.await(received.deferred)
+      assert.are.equal("hello", received.deferred:peek())
+      local listening = assert(require("coronet.net").listen(coronet.address("127.0.0.1", 0)))
+      assert.is_true(core.is_watched(listening:fileno()))
+      helper.failed_with("EEXIST", core.poll_wait(listening:fileno(), "r", t(1)))
+      sock:close()
+      listening:close()
+      local finished = server:close()
+      assert(sock:close_finished(t(2)))
+      assert(listening:close_finished(t(2)))
+      helper.await(finished)
+    end)
+  end)
+
+  it("fails with EBADF on a descriptor that is not open", function()
+    helper.run(function()
+      local a, b = luasocket_pair()
+      local fd = a:getfd()
+      a:close()
+      b:close()
+      assert.is_false(core.is_watched(fd))
+      helper.failed_with("EBADF", core.poll_wait(fd, "r", t(1)))
+    end)
+  end)
+
+  it("wakes with closed when the loop closes everything", function()
+    with_pair(function(a)
+      local d = waiting(a:getfd(), "r")
+      core.close_all()
+      helper.await(d)
+      helper.failed_with("closed", d:peek())
+    end)
+  end)
+
+  it("refuses a stray coroutine.resume and still wakes once", function()
+    with_pair(function(a, b)
+      local co
+      local result = coronet.ivar()
+      coronet.spawn(function()
+        co = coroutine.running()
+        result:fill(core.poll_wait(a:getfd(), "r", t(2)))
+      end)
+      coronet.sleep(0.02)
+      local ok, value, msg = coroutine.resume(co)
+      assert.is_true(ok)
+      assert.is_nil(value)
+      assert.matches("stray coroutine.resume", msg)
+      b:send("x")
+      helper.await(result.deferred)
+      assert.are.equal("r", result.deferred:peek())
+    end)
+  end)
+
+  it("raises on bad arguments and outside a fiber", function()
+    helper.run(function()
+      for _, events in ipairs({ "", "x", "rx", "R" }) do
+        assert.has_error(function() core.poll_wait(0, events) end)
+      end
+      assert.has_error(function() core.poll_wait(0, nil) end)
+      assert.has_error(function() core.poll_wait(-1, "r") end)
+      assert.has_error(function() core.poll_wait(1.5, "r") end)
+      assert.has_error(function() core.poll_wait("0", "q") end)
+      assert.has_error(function() core.is_watched(-1) end)
+      local co = coroutine.create(function() return core.poll_wait(0, "r") end)
+      local ok, err = coroutine.resume(co)
+      assert.is_false(ok)
+      assert.matches("coronet.spawn", err)
+    end)
+  end)
+end)
