@@ -131,7 +131,7 @@ static void back_off(cn_server *srv, int err) {
 
 /* Makes the stream of an accepted descriptor, counted as the server's
  * connection; 0, or an error once the descriptor is closed. */
-static int adopt(cn_server *srv, int fd, cn_stream **out) {
+static int adopt(cn_server *srv, int fd, const cn_addr *peer, cn_stream **out) {
   cn_stream *s;
   int kind = cn_addr_family(peer) == AF_UNIX ? CN_STREAM_UNIX : CN_STREAM_TCP;
   int rc = cn__stream_open_fd_as(srv->loop, fd, kind, &s);
@@ -199,7 +199,7 @@ static int take_one(cn_server *srv, int for_credit, cn_stream **out, cn_addr *pe
     return SKIPPED;
   }
   if (cn_addr_from_sockaddr(peer, (struct sockaddr *)&ss, len) < 0) *peer = srv->addr;
-  return adopt(srv, fd, out) < 0 ? SKIPPED : TOOK;
+  return adopt(srv, fd, peer, out) < 0 ? SKIPPED : TOOK;
 }
 
 /* One accept for the accept loop; returns 0 to go on, 1 to stop this batch. */
