@@ -6,10 +6,11 @@
 #                       if any is missing: as root with apt-get, otherwise through
 #                       sudo when there is one; does nothing when all are present.
 
-# lua-socket: the raw peer of spec/hostile_peers_spec.lua; libclang-rt-14-dev: libFuzzer
+# lua-socket: the raw peer of spec/hostile_peers_spec.lua; bc: the child process of
+# examples/child_process.lua and the process specs; libclang-rt-14-dev: libFuzzer
 # (only recommended by clang-14, so named here for installs without recommends).
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
-         clang libclang-rt-14-dev valgrind)
+         clang libclang-rt-14-dev valgrind bc)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"

@@ -140,6 +140,13 @@ static int l_is_running(lua_State *L) {
   return 1;
 }
 
+/* core.stop_pass(): the pass of the loop running now ends before the loop
+ * next blocks (a driver outside coronet.run saw its condition come true). */
+static int l_stop_pass(lua_State *L) {
+  cn_loop_stop(lcn_ctx_get(L)->loop);
+  return 0;
+}
+
 static int l_set_running(lua_State *L) {
   lcn_ctx_get(L)->running = lua_toboolean(L, 1);
   return 0;
@@ -290,6 +297,7 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
   static const luaL_Reg funcs[] = {{"run_once", l_run_once},
                                    {"is_running", l_is_running},
                                    {"set_running", l_set_running},
+                                   {"stop_pass", l_stop_pass},
                                    {"take_failure", l_take_failure},
                                    {"has_failure", l_has_failure},
                                    {"close_all", l_close_all},

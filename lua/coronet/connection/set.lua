@@ -1,0 +1,167 @@
+--- Procord connection sets, for servers that poll: a listening socket with
+-- no accept loop of its own, `accept_into_set` to take what is pending, and
+-- sets that drop their closed connections at each update. These functions
+-- are `coronet.connection`'s too.
+-- @module coronet.connection.set
+local core = require "coronet.core"
+local connection = require "coronet.connection"
+local net_server = require "coronet.net_server"
+local drive = require "coronet.connection.drive"
+local news = require "coronet.connection.news"
+
+local internal = connection._internal
+
+local M = {}
+
+local MAX_ACCEPTS_PER_CALL = 256 -- bounds one call's work under a flood; the rest waits for the next
+
+--- A mutable set of connections: `#set`, `set:update()`, `set:iter(f)`,
+-- `for conn in set:each() do`.
+-- @type Set
+local Set = {}
+Set.__index = Set
+M.Set = Set
+
+local function check_set(set, fn)
+  if getmetatable(set) ~= Set then
+    error(("coronet.connection.%s: expected a connection set, got %s"):format(fn, type(set)), 3)
+  end
+  return set
+end
+
+--- Listens on `where` (an address value, or a port number for every IPv4
+-- address) and returns a listening socket that accepts nothing by itself:
+-- `accept_into_set` takes the clients waiting. The same object as
+-- `coronet.net.listen` gives.
+-- @param where an address value or a port
+-- @tparam[opt] table opts `backlog`
+-- @return listening socket, or `nil, err, code`
+function M.listen(where, opts)
+  if math.type(where) == "integer" then
+    if where < 0 or where > 65535 then error("coronet.connection.listen: port must be in 0..65535", 2) end
+    where = core.address_ip("0.0.0.0", where)
+  elseif not core.is_address(where) then
+    error("coronet.connection.listen: expected an address value or a port", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error("coronet.connection.listen: options must be a table", 2) end
+  return net_server.listen(where, { backlog = opts and opts.backlog })
+end
+
+--- A new empty set.
+-- @treturn Set
+function M.empty_set()
+  return setmetatable({ members = {}, epoch = 0, seen = 0 }, Set)
+end
+
+function Set:__len() return #self.members end
+
+--- Updates every connection of the set (one pass of the loop, as
+-- `conn:update()`), then removes those disconnected.
+function Set:update()
+  check_set(self, "update_set")
+  drive.pass()
+  local kept = {}
+  for _, conn in ipairs(self.members) do
+    internal.take_snapshot(conn)
+    if conn:alive() then kept[#kept + 1] = conn end
+  end
+  self.members = kept
+  news.mark_seen(self)
+end
+
+--- Calls `f(conn)` for every connection of the set (a snapshot: `f` may add or close connections).
+-- @tparam function f
+function Set:iter(f)
+  check_set(self, "iter")
+  if type(f) ~= "function" then error("coronet.connection.iter: expected a function", 2) end
+  for _, conn in ipairs({ table.unpack(self.members) }) do f(conn) end
+end
+
+--- An iterator over a snapshot of the set's connections.
+function Set:each()
+  check_set(self, "each")
+  local snapshot, i = { table.unpack(self.members) }, 0
+  return function()
+    i = i + 1
+    return snapshot[i]
+  end
+end
+
+--- Adds a connection to the set.
+-- @tparam Connection conn
+function Set:add(conn)
+  check_set(self, "add")
+  if getmetatable(conn) ~= connection.Connection then error("coronet.connection.add: expected a connection", 2) end
+  self.members[#self.members + 1] = conn
+  news.bump(self)
+end
+
+local function check_listening(listening)
+  if getmetatable(listening) == net_server.Listening then
+    if listening.serving then
+      error("coronet.connection.accept_into_set: this listening socket is serving (net.run_server)", 3)
+    end
+    return listening
+  end
+  if type(listening) == "table" and type(listening.listening_on) == "function" then
+    error("coronet.connection.accept_into_set: a coronet.tcp server accepts its clients itself (its accept loop"
+      .. " would compete for them): listen with connection.listen instead", 3)
+  end
+  error("coronet.connection.accept_into_set: expected a listening socket from connection.listen, got "
+    .. type(listening), 3)
+end
+
+-- A client accepted earlier for a net.accept that gave up, else one taken now.
+local function next_client(listening)
+  local ready = table.remove(listening.ready, 1)
+  if ready then return ready[1], ready[2] end
+  return listening.core:try_accept()
+end
+
+-- make_data's verdict on a client: its data, or nil to refuse it. A raise
+-- refuses it too, and is logged.
+local function data_for(make_data, address)
+  local ok, data = pcall(make_data, address)
+  if ok then return data end
+  core.log(("coronet.connection.accept_into_set: make_data raised for %s (client refused): %s")
+    :format(tostring(address), tostring(data)))
+  return nil
+end
+
+--- Accepts the clients waiting on `listening` and adds them to `set`; never
+-- waits. `make_data(address)` gives each one's data; nil refuses the client
+-- (its socket is closed), and so does a raise, which is logged through
+-- `coronet.set_logger`. At most 256 per call.
+-- @param listening a listening socket from `connection.listen`
+-- @tparam function make_data
+-- @tparam Set set
+-- @tparam[opt] table opts `timeout`, `ping`, buffer sizes, as for `connection.connect`
+-- @treturn integer the number of connections added, or `nil, err, code`
+function M.accept_into_set(listening, make_data, set, opts)
+  check_listening(listening)
+  if type(make_data) ~= "function" then error("coronet.connection.accept_into_set: make_data must be a function", 2) end
+  check_set(set, "accept_into_set")
+  internal.options(opts, "accept_into_set")
+  if listening.closed then return nil, core.error("closed", "accept: the listening socket is closed"), "closed" end
+  local added = 0
+  for _ = 1, MAX_ACCEPTS_PER_CALL do
+    local sock, address, code = next_client(listening)
+    if not sock then
+      if code and added == 0 then return nil, address, code end
+      break
+    end
+    local data = data_for(make_data, address)
+    if data == nil then
+      sock:close()
+    else
+      set:add(connection.of_socket(sock, data, opts))
+      added = added + 1
+    end
+  end
+  return added
+end
+
+M.update_set = Set.update
+M.iter = Set.iter
+
+return M
