@@ -201,6 +201,37 @@ describe("coronet.connection", function()
     end)
   end)
 
+  describe("a custom waiter on the program's own descriptors", function()
+    after_each(settle)
+
+    it("waits for a LuaSocket socket to turn readable, outside and inside a fiber", function()
+      local socket = require "socket"
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local ip, port = server:getsockname()
+      local client = assert(socket.connect(ip, port))
+      local peer = assert(server:accept())
+      local waiter = connection.waiter_custom({ read = { math.tointeger(client:getfd()) } })
+      assert.is_false(connection.wait(waiter, { timeout = 0.05 }))
+      peer:send("x")
+      assert.is_true(connection.wait(waiter, { timeout = t(2) }))
+      assert.equal("x", client:receive(1))
+      -- the same from a fiber: the wait yields while another fiber makes the event
+      helper.run(function()
+        coronet.spawn(function()
+          coronet.sleep(0.05)
+          peer:send("y")
+        end)
+        assert.is_true(connection.wait(waiter, { timeout = t(2) }))
+      end)
+      assert.equal("y", client:receive(1))
+      local read = connection.instanciate_waiter(connection.waiter_of_list { waiter })
+      assert.same({ coronet.backend_fd(), math.tointeger(client:getfd()) }, read)
+      client:close()
+      peer:close()
+      server:close()
+    end)
+  end)
+
   describe("receiving", function()
     -- A connected pair inside helper.run whose server writes `data` and
     -- keeps the connection open until released; returns conn, release.
