@@ -94,6 +94,13 @@ function M.connect_sock(where_to, opts)
   return nil, err, code
 end
 
+--- The buffer options of `opts` (`reader_buffer_size`, `writer_buffer_size`,
+-- `buffer_age_limit`, `close_timeout`), checked, with their defaults;
+-- raises naming `fn` on a bad `buffer_age_limit`.
+-- @function buffer_options
+-- @tparam table opts
+-- @tparam string fn
+-- @treturn table
 local function buffer_options(opts, fn)
   local age = opts.buffer_age_limit
   if age == nil then age = DEFAULT_BUFFER_AGE_LIMIT end
