@@ -22,6 +22,8 @@ local pack, unpack = table.pack, table.unpack
 local M = {
   Where_to_connect = where.Where_to_connect,
   Where_to_listen = where.Where_to_listen,
+  Bind_to_address = where.Bind_to_address,
+  Bind_to_port = where.Bind_to_port,
 }
 
 local DEFAULT_TIMEOUT = 10
