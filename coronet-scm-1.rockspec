@@ -40,5 +40,10 @@ build = {
       -- coronet/*.lua. Not LUA_LIBDIR: pkg_search_module(LUA) owns that name.
       LIBDIR = "$(LIBDIR)",
       LUADIR = "$(LUADIR)",
+      -- A libuv outside the standard places (`luarocks make LIBUV_DIR=/opt/uv`):
+      -- pkg-config looks in $(LIBUV_DIR)/lib/pkgconfig first, and the module
+      -- keeps that library directory as its run path.
+      CMAKE_PREFIX_PATH = "$(LIBUV_DIR)",
+      CMAKE_INSTALL_RPATH_USE_LINK_PATH = "ON",
    },
 }

@@ -13,9 +13,8 @@ Ivar.__index = Ivar
 local Deferred = {}
 Deferred.__index = Deferred
 
---- What `upon` returns: `handle:cancel()` removes the callback (also as a
+-- What `upon` returns: `handle:cancel()` removes the callback (also as a
 -- `<close>` variable).
--- @type Upon
 local Upon = {}
 Upon.__index = Upon
 
@@ -77,6 +76,10 @@ local function run_callback(f, ...)
   if not ok and not core.current():is_cancelled() then error(err, 0) end
 end
 
+--- An ivar: a cell filled once. Each method is also a function of the
+-- module taking the ivar first (`deferred.fill(ivar, ...)`).
+-- @type Ivar
+
 --- Fills the ivar with values; filling a full ivar raises.
 function Ivar:fill(...)
   if self.filled then error("coronet: this ivar is already filled", 2) end
@@ -104,6 +107,9 @@ function Ivar:is_full() return self.filled end
 -- @treturn Deferred
 function Ivar:read() return self.deferred end
 
+--- Checking arguments.
+-- @section checks
+
 --- Raises, naming `fn`, unless `timeout` is seconds >= 0, nil or false
 -- (`level` as for `error`, counted from the caller of check_timeout).
 function M.check_timeout(timeout, fn, level)
@@ -112,6 +118,10 @@ function M.check_timeout(timeout, fn, level)
       type(timeout) == "number" and tostring(timeout) or type(timeout)), level)
   end
 end
+
+--- The deferred of an ivar: what fibers wait on. Each method is also a
+-- function of the module taking the deferred first (`deferred.wait(d)`).
+-- @type Deferred
 
 --- Waits until determined and returns its values; `nil, err, "timeout"|"cancelled"` otherwise.
 -- @tparam[opt] number timeout seconds (nil, false or math.huge: none)
@@ -158,6 +168,10 @@ function Deferred:upon(f)
   end
   return handle
 end
+
+--- What `upon` returns: `handle:cancel()` removes the callback (also as a
+-- `<close>` variable).
+-- @type Upon
 
 --- Removes the callback if the deferred is not determined yet; idempotent.
 function Upon:cancel() remove(self.ivar, self) end

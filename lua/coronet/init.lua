@@ -13,8 +13,7 @@ local M = {}
 M.ivar = deferred.ivar
 M.errors = errors
 
---- A fiber started by `coronet.spawn`.
--- @type Fiber
+-- A fiber started by `coronet.spawn` (documented below, as the Fiber class).
 local Fiber = {}
 Fiber.__index = Fiber
 
@@ -38,6 +37,11 @@ function M.spawn(fn, ...)
   return fiber
 end
 
+--- A fiber started by `coronet.spawn`. Each method is also a function of the
+-- module taking the fiber first: `coronet.cancel(fiber)`,
+-- `coronet.join(fiber[, timeout])`, `coronet.is_done(fiber)`.
+-- @type Fiber
+
 --- Cancels the fiber: its current wait and every later one return `nil, err, "cancelled"`.
 function Fiber:cancel() self.core:cancel() end
 
@@ -60,7 +64,22 @@ end
 
 function Fiber:__tostring() return tostring(self.core) end
 
---- `coronet.cancel(fiber)`, `coronet.join(fiber[, timeout])`, `coronet.is_done(fiber)`: the methods as functions.
+--- Time, signals and the loop.
+-- @section loop
+
+--- `fiber:cancel()` as a function.
+-- @function cancel
+-- @tparam Fiber fiber
+
+--- `fiber:join([timeout])` as a function.
+-- @function join
+-- @tparam Fiber fiber
+-- @tparam[opt] number timeout seconds
+
+--- `fiber:is_done()` as a function.
+-- @function is_done
+-- @tparam Fiber fiber
+
 M.cancel, M.join, M.is_done = Fiber.cancel, Fiber.join, Fiber.is_done
 
 --- Suspends the running fiber for `seconds`, counted from the call. Returns

@@ -19,7 +19,9 @@ include(require "coronet.net_server")
 -- the methods as functions taking the object first, for every kind of
 -- object coronet.net gives (flows, listening sockets, datagram sockets).
 function M.getsockname(obj) return obj:getsockname() end
+--- `obj:close()` as a function.
 function M.close(obj) return obj:close() end
+--- `obj:close_finished([timeout])` as a function.
 function M.close_finished(obj, timeout) return obj:close_finished(timeout) end
 
 return M

@@ -78,4 +78,13 @@ M.recv = Datagram.recv
 --- True once closing has started.
 -- @function is_closed
 
+--- The methods as functions of the module, taking the socket first.
+-- @section functions
+
+--- `sock:send(addr, data)` as a function: `net.send(sock, addr, data)`.
+-- @function send
+
+--- `sock:recv([maxlen][, opts])` as a function: `net.recv(sock, ...)`.
+-- @function recv
+
 return M

@@ -11,8 +11,7 @@ require "coronet.socket" -- flows have their Lua methods in every state, worker 
 
 local M = {}
 
---- A listening socket from `net.listen`.
--- @type Listening
+-- A listening socket from `net.listen` (documented below, as the Listening class).
 local Listening = {}
 Listening.__index = Listening
 
@@ -123,6 +122,9 @@ function M.listen(addr, opts)
   return listening
 end
 
+--- A listening socket from `net.listen`.
+-- @type Listening
+
 --- The bound address (the port the OS chose, for port 0).
 -- @return an address value
 function Listening:getsockname() return self.core:address() end
@@ -185,6 +187,9 @@ local function give_up(listening, ivar)
     end
   end
 end
+
+--- Accepting and serving.
+-- @section serving
 
 --- Accepts one connection: waits until a client connects.
 -- @tparam Listening listening
@@ -420,5 +425,12 @@ function M.run_server(listening, handler, opts)
 end
 
 M.Listening = Listening
+--- `run_server`'s loop in the current state, without its checks: serves
+-- `listening` until a stop, a close, an unhandled handler error or a cancel
+-- (`coronet.net_workers` runs it in each worker's state).
+-- @function serve_until_stopped
+-- @tparam Listening listening
+-- @tparam function handler
+-- @tparam table opts as `run_server`'s, already checked
 M.serve_until_stopped = serve_until_stopped
 return M

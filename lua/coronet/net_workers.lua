@@ -112,6 +112,9 @@ local function serve_in_worker(id, config, inbox, send, handler)
   send("done", stats or {})
 end
 
+--- Running the workers.
+-- @section workers
+
 --- The body of a worker thread's state (called from csrc/binding/lworkers.c).
 -- @tparam integer id
 -- @tparam string config_text the encoded configuration

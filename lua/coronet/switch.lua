@@ -32,15 +32,12 @@ local SWEEP_MIN = 64
 
 local M = {}
 
---- The switch passed to `fn`.
--- @type Switch
+-- The switch passed to `fn` (documented below, as the Switch class).
 local Switch = {}
 Switch.__index = Switch
 M.Switch = Switch
 
---- What `on_release` and `attach` return: `handle:remove()` detaches the
--- release function or the resource (O(1)); idempotent.
--- @type Handle
+-- What `on_release` and `attach` return (documented below, as the Handle class).
 local Handle = {}
 Handle.__index = Handle
 
@@ -182,6 +179,10 @@ function M.run(fn, ...)
   return unpack(result, 2, result.n)
 end
 
+--- The switch passed to `fn`. Each method is also a function of the module
+-- taking the switch first (`switch.fork(sw, fn)`).
+-- @type Switch
+
 --- Starts `fn(...)` in a new fiber attached to the switch (on the next loop
 -- turn): the switch waits for it, and its error fails the switch. On a
 -- failed switch the fiber starts cancelled. Raises once the switch has
@@ -297,6 +298,10 @@ function Switch:is_done()
   check_switch(self, "is_done")
   return self.done
 end
+
+--- What `on_release` and `attach` return: `handle:remove()` detaches the
+-- release function or the resource (O(1)); idempotent.
+-- @type Handle
 
 --- Detaches the release function or resource; idempotent.
 function Handle:remove()

@@ -22,6 +22,8 @@ local pack, unpack = table.pack, table.unpack
 local M = {
   Where_to_connect = where.Where_to_connect,
   Where_to_listen = where.Where_to_listen,
+  Bind_to_address = where.Bind_to_address,
+  Bind_to_port = where.Bind_to_port,
 }
 
 local DEFAULT_TIMEOUT = 10
@@ -94,6 +96,13 @@ function M.connect_sock(where_to, opts)
   return nil, err, code
 end
 
+--- The buffer options of `opts` (`reader_buffer_size`, `writer_buffer_size`,
+-- `buffer_age_limit`, `close_timeout`), checked, with their defaults;
+-- raises naming `fn` on a bad `buffer_age_limit`.
+-- @function buffer_options
+-- @tparam table opts
+-- @tparam string fn
+-- @treturn table
 local function buffer_options(opts, fn)
   local age = opts.buffer_age_limit
   if age == nil then age = DEFAULT_BUFFER_AGE_LIMIT end

@@ -130,9 +130,11 @@ function M.create_sock_inet(where_to, handler, opts)
   return M.create_sock(where_to, handler, opts)
 end
 
---- The port (inet) or path (unix) the server listens on.
+--- The port (inet) or path (unix) the server listens on; for a
+-- `Where_to_listen.create{listening_on = f}`, `f(the bound address)`.
 function Server:listening_on()
   local address = self.core:address()
+  if self.where.listening_on then return self.where.listening_on(address) end
   if address.family == "unix" then return address.path end
   return address.port
 end
