@@ -141,6 +141,8 @@ describe("Where_to_connect", function()
     raises("host must be a non-empty string", Where_to_connect.of_host_and_port, "", 80)
     raises("host must be a non-empty string", Where_to_connect.of_host_and_port, nil, 80)
     raises("host must be a non-empty string", Where_to_connect.of_host_and_port, 127, 80)
+    -- the message names the function, as lauxlib's do
+    raises("Where_to_connect.of_host_and_port: bad port eighty", Where_to_connect.of_host_and_port, "127.0.0.1", "eighty")
   end)
 
   it("of_file makes a unix address and checks its length", function()

@@ -20,9 +20,9 @@ local function bad_argument(fn, n, what, got_text)
   error(("%s: bad argument #%d (%s expected, got %s)"):format(fn, n, what, got_text), 3)
 end
 
-local function check_port(port, allow_zero)
+local function check_port(port, allow_zero, fn)
   if math.type(port) ~= "integer" or port < (allow_zero and 0 or 1) or port > 65535 then
-    error(("coronet: bad port %s (an integer %d..65535)"):format(tostring(port), allow_zero and 0 or 1), 3)
+    error(("%s: bad port %s (an integer %d..65535 expected)"):format(fn, tostring(port), allow_zero and 0 or 1), 3)
   end
 end
 
@@ -43,8 +43,10 @@ M.Where_to_connect = Where_to_connect
 -- @tparam string host
 -- @tparam integer port
 function Where_to_connect.of_host_and_port(host, port)
-  assert(type(host) == "string" and host ~= "", "coronet: host must be a non-empty string")
-  check_port(port, false)
+  if type(host) ~= "string" or host == "" then
+    error("Where_to_connect.of_host_and_port: host must be a non-empty string", 2)
+  end
+  check_port(port, false, "Where_to_connect.of_host_and_port")
   return { host = host, port = port, description = host .. ":" .. port }
 end
 
@@ -153,7 +155,7 @@ M.Where_to_listen = Where_to_listen
 --- Listen on a port on every IPv4 interface (as Async does).
 -- @tparam integer port
 function Where_to_listen.on_port(port)
-  check_port(port, true)
+  check_port(port, true, "Where_to_listen.on_port")
   return { address = core.address_ip("0.0.0.0", port) }
 end
 
