@@ -10,9 +10,9 @@
 # examples/child_process.lua and the process specs; libclang-rt-14-dev: libFuzzer
 # (only recommended by clang-14, so named here for installs without recommends).
 # luarocks: .ci/rock; lua-ldoc (and lua-markdown, its markdown formatter): .ci/docs and
-# spec/docs_spec.lua.
+# spec/docs_spec.lua. curl: the real client of spec/metrics_spec.lua.
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
-         clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown)
+         clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown curl)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"

@@ -179,6 +179,34 @@ static int l_live(lua_State *L) {
   return 1;
 }
 
+static void set_field(lua_State *L, const char *name, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, name);
+}
+
+/* core.loop_stats() -> a fresh table: the core's cn_loop_stats and the fibers not yet dead. */
+static int l_loop_stats(lua_State *L) {
+  lcn_ctx *ctx = lcn_ctx_get(L);
+  cn_loop_stats st;
+  cn_loop_stats_get(ctx->loop, &st);
+  uint64_t fibers = 0;
+  for (cn_list *link = ctx->fibers.next; link != &ctx->fibers; link = link->next) fibers++;
+  lua_createtable(L, 0, 11);
+  set_field(L, "connections_open", st.connections_open);
+  set_field(L, "accepted", st.accepted);
+  set_field(L, "refused", st.refused);
+  set_field(L, "dropped", st.dropped);
+  set_field(L, "accept_errors", st.accept_errors);
+  set_field(L, "bytes_in", st.bytes_in);
+  set_field(L, "bytes_out", st.bytes_out);
+  set_field(L, "fibers_alive", fibers);
+  set_field(L, "timers_pending", st.timers_pending);
+  set_field(L, "dns_in_flight", st.dns_in_flight);
+  lua_pushnumber(L, st.loop_lag);
+  lua_setfield(L, -2, "loop_lag");
+  return 1;
+}
+
 static int l_now(lua_State *L) {
   lua_pushnumber(L, cn_loop_hrnow());
   return 1;
@@ -302,6 +330,7 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
                                    {"has_failure", l_has_failure},
                                    {"close_all", l_close_all},
                                    {"live", l_live},
+                                   {"loop_stats", l_loop_stats},
                                    {"now", l_now},
                                    {"backend_fd", l_backend_fd},
                                    {"backend_timeout", l_backend_timeout},

@@ -15,7 +15,8 @@ struct cn_dns {
   } req;
   cn_list waiters;         /* the owner's one waiter, until its callback */
   struct addrinfo *results;
-  int running;             /* the request is still out in the threadpool */
+  cn_loop *loop;
+  int running;             /* the request is still out in the threadpool (counted in dns_in_flight until detached) */
   int detached;            /* the owner is gone: free once the request is back */
 };
 
@@ -36,9 +37,10 @@ static void release(cn_dns *op) {
 static void done(cn_dns *op, int status) {
   op->running = 0;
   if (op->detached) {
-    release(op);
+    release(op); /* the loop may be gone: a detached op stopped counting when detached */
     return;
   }
+  cn__loop_stats(op->loop)->dns_in_flight--;
   cn__waiters_fire_all(&op->waiters, status, 0);
 }
 
@@ -57,9 +59,15 @@ static void on_nameinfo(uv_getnameinfo_t *req, int status, const char *host, con
 static cn_dns *new_op(cn_loop *loop, cn_waiter *w) {
   cn_dns *op = calloc(1, sizeof *op);
   if (!op) return NULL;
+  op->loop = loop;
   cn_list_init(&op->waiters);
   cn__waiter_attach(&op->waiters, w, loop, 0);
   return op;
+}
+
+static void started(cn_dns *op) {
+  op->running = 1;
+  cn__loop_stats(op->loop)->dns_in_flight++;
 }
 
 /* Undoes new_op when the request could not start: the callback never runs. */
@@ -81,7 +89,7 @@ int cn_dns_getaddrinfo(cn_loop *loop, const cn_dns_query *q, cn_waiter *w, cn_dn
   if (!op) return UV_ENOMEM;
   rc = uv_getaddrinfo(cn_loop_uv(loop), &op->req.ai, on_addrinfo, host, q->service, &hints);
   if (rc < 0) return fail_start(op, w, rc);
-  op->running = 1;
+  started(op);
   *out = op;
   return 0;
 }
@@ -93,7 +101,7 @@ int cn_dns_getnameinfo(cn_loop *loop, const cn_addr *addr, int flags, cn_waiter 
   if (!op) return UV_ENOMEM;
   int rc = uv_getnameinfo(cn_loop_uv(loop), &op->req.ni, on_nameinfo, (const struct sockaddr *)&addr->ss, flags);
   if (rc < 0) return fail_start(op, w, rc);
-  op->running = 1;
+  started(op);
   *out = op;
   return 0;
 }
@@ -135,5 +143,6 @@ void cn_dns_close(cn_dns *op) {
     return;
   }
   op->detached = 1;
+  cn__loop_stats(op->loop)->dns_in_flight--;
   uv_cancel((uv_req_t *)&op->req);
 }

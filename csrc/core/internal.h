@@ -29,6 +29,15 @@ struct cn__object {
 void cn__object_add(cn_loop *loop, cn__object *obj, void (*close_all)(cn__object *, int));
 void cn__object_remove(cn_loop *loop, cn__object *obj);
 
+/* The loop's counters (cn_loop_stats), for the files that count them:
+ * bytes of closed streams only (open ones are summed by cn_loop_stats_get,
+ * through cn__stream_add_stats). */
+cn_loop_stats *cn__loop_stats(cn_loop *loop);
+/* A timer fired lag_ms after its due time, at loop time now (timer.c). */
+void cn__loop_note_lag(cn_loop *loop, uint64_t now, uint64_t lag_ms);
+/* If obj is a stream: counts it open and adds its bytes to *st (stream.c). */
+void cn__stream_add_stats(const cn__object *obj, cn_loop_stats *st);
+
 /* The loop's read scratch buffer: a reader with nothing buffered reads here
  * and keeps only the leftover bytes, so idle connections hold no buffer.
  *

@@ -27,6 +27,8 @@ struct cn_loop {
   int handles_closed;
   struct cn__spare *spares;
   unsigned nspares;
+  cn_loop_stats stats;  /* counters; bytes of closed streams only */
+  uint64_t lag_window_ms, lag_max_ms, lag_prev_max_ms; /* see cn__loop_note_lag */
 };
 
 static void free_spares(cn_loop *loop);
@@ -154,6 +156,40 @@ void cn__object_remove(cn_loop *loop, cn__object *obj) {
 }
 
 size_t cn_loop_live(const cn_loop *loop) { return loop->live; }
+
+cn_loop_stats *cn__loop_stats(cn_loop *loop) { return &loop->stats; }
+
+/* The lag reported is the largest of the timers fired in the current and the
+ * previous one-second window, not the last timer's alone: a late deadline in
+ * the binding is re-armed for 1 ms (so that the poll runs first), and that
+ * timer, on time, would hide the lag at once. */
+#define CN_LAG_WINDOW_MS 1000u
+
+void cn__loop_note_lag(cn_loop *loop, uint64_t now, uint64_t lag_ms) {
+  uint64_t age = now - loop->lag_window_ms;
+  if (age >= CN_LAG_WINDOW_MS) {
+    loop->lag_prev_max_ms = age < 2 * CN_LAG_WINDOW_MS ? loop->lag_max_ms : 0;
+    loop->lag_max_ms = 0;
+    loop->lag_window_ms = now;
+  }
+  loop->lag_max_ms = CN_MAX(loop->lag_max_ms, lag_ms);
+}
+
+static double recent_lag(const cn_loop *loop) {
+  uint64_t age = uv_now(loop->uv) - loop->lag_window_ms, ms = 0;
+  if (age < CN_LAG_WINDOW_MS)
+    ms = CN_MAX(loop->lag_max_ms, loop->lag_prev_max_ms);
+  else if (age < 2 * CN_LAG_WINDOW_MS)
+    ms = loop->lag_max_ms;
+  return (double)ms / 1000.0;
+}
+
+void cn_loop_stats_get(const cn_loop *loop, cn_loop_stats *out) {
+  *out = loop->stats;
+  out->loop_lag = recent_lag(loop);
+  for (const cn_list *link = loop->objects.next; link != &loop->objects; link = link->next)
+    cn__stream_add_stats(CN_CONTAINER_OF(link, cn__object, link), out);
+}
 
 /* close_all may remove the object (and others) from the set, so walk a snapshot
  * by always restarting from objects not yet visited. */

@@ -8,6 +8,7 @@
  * and cn_server_wait_pending waits on the same poll handle. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -48,6 +49,12 @@ struct cn_server {
 
 static void on_readable(uv_poll_t *handle, int status, int events);
 static void back_off(cn_server *srv, int err);
+
+/* Each counter also counts in the loop's totals (cn_loop_stats). */
+static void count_accept_error(cn_server *srv) {
+  srv->stats.accept_errors++;
+  cn__loop_stats(srv->loop)->accept_errors++;
+}
 
 static void set_polling(cn_server *srv, int on) {
   if (on == srv->polling) return;
@@ -137,7 +144,7 @@ static int adopt(cn_server *srv, int fd, const cn_addr *peer, cn_stream **out) {
   int rc = cn__stream_open_fd_as(srv->loop, fd, kind, &s);
   if (rc < 0) {
     close(fd);
-    srv->stats.accept_errors++;
+    count_accept_error(srv);
     return rc;
   }
   cn_stream_configure(s, &srv->stream_opts);
@@ -177,7 +184,7 @@ static int take_one(cn_server *srv, int for_credit, cn_stream **out, cn_addr *pe
     int err = errno;
     if (err == EAGAIN || err == EWOULDBLOCK) return UV_EAGAIN;
     if (err == EINTR || err == ECONNABORTED) return SKIPPED;
-    srv->stats.accept_errors++;
+    count_accept_error(srv);
     if (is_connection_error(err)) {
       char where[128];
       cn_addr_format(&srv->addr, where, sizeof where);
@@ -192,10 +199,12 @@ static int take_one(cn_server *srv, int for_credit, cn_stream **out, cn_addr *pe
   }
   srv->backoff_ms = 0;
   srv->stats.accepted++;
+  cn__loop_stats(srv->loop)->accepted++;
   if (for_credit && srv->paused && srv->credit > 0) srv->credit--;
   if (srv->drop) {
     close(fd);
     srv->stats.dropped++;
+    cn__loop_stats(srv->loop)->dropped++;
     return SKIPPED;
   }
   if (cn_addr_from_sockaddr(peer, (struct sockaddr *)&ss, len) < 0) *peer = srv->addr;
@@ -215,8 +224,18 @@ static int accept_one(cn_server *srv) {
  * would stop accepting without a word. It logs, pauses and polls again. */
 static void on_poll_error(cn_server *srv, int status) {
   srv->polling = 0; /* libuv stopped it */
-  srv->stats.accept_errors++;
+  count_accept_error(srv);
   if (!srv->closing) back_off(srv, status);
+}
+
+/* The accept loop stops at max_connections and stops polling, so clients
+ * arriving later go unseen (they wait in the backlog, or the kernel turns
+ * them away when it is full); a client already waiting when it stops is
+ * seen, with one poll(2) on this path only, and counted as refused. */
+static void count_refusal(cn_server *srv) {
+  if (srv->closing || srv->stats.connections < srv->opts.max_connections) return;
+  struct pollfd pfd = {.fd = srv->fd, .events = POLLIN};
+  if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN)) cn__loop_stats(srv->loop)->refused++;
 }
 
 static void on_readable(uv_poll_t *handle, int status, int events) {
@@ -230,6 +249,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   cn__waiters_fire_all(&srv->pending_waiters, 0, 0);
   for (unsigned i = 0; i < srv->opts.max_accepts_per_batch && may_accept(srv); i++)
     if (accept_one(srv)) break;
+  count_refusal(srv);
   if (!srv->closing) update_polling(srv);
   cn_server_unref(srv);
 }

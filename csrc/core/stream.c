@@ -19,6 +19,14 @@ static void close_for_loop(cn__object *obj, int abort) {
     cn_stream_close(s);
 }
 
+void cn__stream_add_stats(const cn__object *obj, cn_loop_stats *st) {
+  if (obj->close_all != close_for_loop) return;
+  const cn_stream *s = CN_CONTAINER_OF(obj, cn_stream, obj);
+  st->connections_open++;
+  st->bytes_in += s->bytes_in;
+  st->bytes_out += s->bytes_out;
+}
+
 int cn__stream_new(cn_loop *loop, int kind, cn_stream **out) {
   cn_stream *s = calloc(1, sizeof *s);
   if (!s) return UV_ENOMEM;
@@ -387,6 +395,9 @@ static void on_handle_closed(uv_handle_t *handle) {
   s->refs++;
   s->state = CN_STREAM_CLOSED;
   cn__object_remove(s->loop, &s->obj);
+  cn_loop_stats *totals = cn__loop_stats(s->loop); /* its bytes move from the live set to the totals */
+  totals->bytes_in += s->bytes_in;
+  totals->bytes_out += s->bytes_out;
   cn__reader_release(s);
   cn__writer_release(s);
   if (s->on_closed) s->on_closed(s, s->on_closed_data);

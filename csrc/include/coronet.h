@@ -151,6 +151,29 @@ void cn_loop_free(cn_loop *loop);
 void cn_loop_set_logger(cn_loop *loop, cn_log_fn fn, void *data);
 /* Logs through the loop's logger, at most CN_LOG_BURST lines per second (excess lines are counted and summarised). */
 void cn_loop_logf(cn_loop *loop, const char *fmt, ...);
+/* Loop-wide counters (totals since the loop was made, closed objects
+ * included) and gauges (now), for an operator to scrape. Each counter is
+ * counted beside the per-stream or per-server counter it totals. */
+typedef struct cn_loop_stats {
+  uint64_t accepted;         /* connections taken by every server (cn_server_stats.accepted) */
+  uint64_t refused;          /* a server at max_connections stopped accepting with a client waiting in
+                              * its backlog (left there, not closed); counted by the accept loop, at most
+                              * once each time it reaches the limit */
+  uint64_t dropped;          /* accepted and closed at once in drop mode (cn_server_stats.dropped) */
+  uint64_t accept_errors;    /* cn_server_stats.accept_errors of every server */
+  uint64_t bytes_in;         /* read by every stream, closed ones included */
+  uint64_t bytes_out;        /* handed to the kernel by every stream, closed ones included */
+  uint64_t connections_open; /* gauge: streams (of any kind) whose handle is not closed yet */
+  uint64_t timers_pending;   /* gauge: cn_timer started and neither fired, stopped nor closed */
+  uint64_t dns_in_flight;    /* gauge: getaddrinfo/getnameinfo requests out in the threadpool that an
+                              * owner still waits for (one abandoned stops counting at once, as in
+                              * cn_loop_live: its worker may finish after the loop is freed) */
+  double loop_lag;           /* gauge, seconds: how late timers fired after their due time, the
+                              * largest in the current and previous second of loop time (0 when
+                              * none fired for 2 s) */
+} cn_loop_stats;
+/* Fills *out; walks the open streams to add their bytes (no work on the I/O path). */
+void cn_loop_stats_get(const cn_loop *loop, cn_loop_stats *out);
 /* Ignore SIGPIPE if it is at its default (libuv writes with write(2)). */
 void cn_ignore_sigpipe(void);
 

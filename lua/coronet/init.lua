@@ -109,6 +109,36 @@ function M.signal(name)
   return ivar.deferred
 end
 
+--- Loop-wide counters and gauges, for an operator to scrape (see
+-- examples/metrics_server.lua for the Prometheus text format). Returns a
+-- fresh table each call. Counters are totals since the loop started, closed
+-- connections and servers included; gauges are values now.
+--
+-- - `connections_open` (gauge, streams): connections, pipes and terminals
+--   whose descriptor is not closed yet, connecting and closing ones included.
+-- - `accepted` (counter, connections): taken by every server (as in
+--   `server:stats().accepted`, drop mode included).
+-- - `refused` (counter, events): a server at `max_connections` stopped
+--   accepting while a client waited in its backlog. The client is left there
+--   (never closed); clients arriving while the server stays full are not seen.
+-- - `dropped` (counter, connections): accepted and closed at once in drop
+--   mode (`set_drop_incoming_connections`).
+-- - `accept_errors` (counter, errors): failed accepts (EMFILE...), as in `stats()`.
+-- - `bytes_in`, `bytes_out` (counters, bytes): read from and handed to the
+--   kernel by every stream, closed ones included.
+-- - `fibers_alive` (gauge, fibers): spawned and not yet returned or raised.
+-- - `timers_pending` (gauge, timers): started and not yet fired or stopped
+--   (sleeps, timeouts, buffer age limits, close timeouts).
+-- - `loop_lag` (gauge, seconds, a float): how late timers fired after their
+--   due time, the largest in the current and previous second (0 when none
+--   fired for 2 s); CPU work that keeps the loop from turning makes it grow.
+-- - `dns_in_flight` (gauge, lookups): threadpool name lookups a fiber still
+--   waits for (an abandoned one stops counting at once).
+-- @treturn table `{connections_open=, accepted=, refused=, dropped=,
+-- accept_errors=, bytes_in=, bytes_out=, fibers_alive=, timers_pending=,
+-- loop_lag=, dns_in_flight=}`, integers but `loop_lag`
+function M.metrics() return core.loop_stats() end
+
 --- Sets the function that receives operator messages (accept errors, ignored handler errors); silent by default.
 -- @tparam ?function logger called as logger(message)
 M.set_logger = core.set_logger
