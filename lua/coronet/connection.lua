@@ -437,9 +437,8 @@ function Connection:receive_poll(offset, n)
   check_connection(self, "receive_poll")
   check_count(offset, "receive_poll", "the offset")
   check_count(n, "receive_poll", "the length")
-  if n == 0 then return "" end
   local input = input_of(self)
-  if offset + n > input:buffered() then return nil end
+  if offset > input:buffered() - n then return nil end -- offset + n past the end (without overflowing)
   return input:peek_at(offset, n)
 end
 
