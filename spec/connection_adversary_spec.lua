@@ -374,12 +374,16 @@ describe("coronet.connection against an adversary", function()
         assert(helper.eventually(function() conn:update() return conn:state() == "connected" end))
         conn:update()
         local result = coronet.ivar()
-        local fiber = coronet.spawn(function()
+        local co
+        coronet.spawn(function()
+          co = coroutine.running()
           result:fill(connection.wait(connection.waiter(conn), { timeout = t(2) }))
         end)
         coronet.sleep(0.02)
-        local co = fiber.co or fiber.coroutine or fiber.thread
-        if co then pcall(coroutine.resume, co, "stray") end
+        local resumed, value, err = coroutine.resume(co, "stray")
+        assert.is_true(resumed)
+        assert.is_nil(value)
+        assert.matches("stray coroutine.resume", tostring(err), 1, true)
         coronet.sleep(0.02)
         assert.is_false(result.filled)
         hold:fill()
@@ -433,6 +437,341 @@ describe("coronet.connection against an adversary", function()
       ticker:cancel()
       listening:close()
       settle()
+    end)
+  end)
+
+  describe("garbage collection and the end of the Lua state", function()
+    it("connections, sets, waiters and listening sockets dropped without close while the loop runs", function()
+      helper.run(function()
+        local _, port = helper.server(helper.echo)
+        do
+          local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+          local set = connection.empty_set()
+          local lport = listening:getsockname().port
+          local conns = {}
+          for i = 1, 4 do conns[i] = connection.connect("127.0.0.1", i % 2 == 0 and port or lport, nil, { timeout = t(5) }) end
+          coronet.sleep(0.02)
+          connection.accept_into_set(listening, function() return true end, set)
+          local waiters = { connection.waiter(conns[1]), connection.waiter_of_set(set),
+                            connection.waiter_of_listening_socket(listening) }
+          coronet.spawn(function() connection.wait(connection.waiter_of_list(waiters), { timeout = t(0.2) }) end)
+          conns[1]:send("x\n")
+          conns[3]:close_nicely()
+        end
+        for _ = 1, 5 do
+          collectgarbage()
+          coronet.sleep(0.01)
+        end
+      end)
+    end)
+
+    it("a connection dropped without close by a polling program is closed by the collector", function()
+      local listening, set, tick = polling_echo_server()
+      do
+        local conn = connection.connect("127.0.0.1", listening:getsockname().port)
+        poll_until(conn, function(c) tick() return c:state() == "connected" end)
+      end
+      local deadline = coronet.now() + t(3)
+      while #set == 0 and coronet.now() < deadline do tick() coronet.step(0.01) end
+      assert.equal(1, #set)
+      for _ = 1, 50 do
+        collectgarbage()
+        tick()
+        coronet.step(0.01)
+        if #set == 0 then break end
+      end
+      assert.equal(0, #set) -- the server saw the dropped client's EOF
+      listening:close()
+      settle()
+    end)
+
+    it("a Lua state closed with connections in every state, sync calls and waits in flight", function()
+      local out, status = child([[
+        local coronet = require "coronet"
+        local connection = require "coronet.connection"
+        local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+        local port = listening:getsockname().port
+        local set = connection.empty_set()
+        local conns = {
+          connection.connect("127.0.0.1", port, nil, { timeout = 5, ping = "p" }),
+          connection.connect("localhost", port),
+          connection.connect("127.0.0.1", port),
+          connection.connect("127.0.0.1", port),
+        }
+        conns[2]:send(string.rep("x", 100000))
+        for _ = 1, 20 do coronet.step(0.01) connection.accept_into_set(listening, function() return 1 end, set) end
+        conns[3]:send(string.rep("y", 900000))
+        conns[3]:close_nicely()
+        conns[4]:close()
+        conns[5] = connection.connect("localhost", port)
+        local sync = assert(connection.sync.connect("127.0.0.1", port))
+        coronet.spawn(function() connection.wait(connection.waiter_of_set(set)) end)
+        coronet.spawn(function() coronet.sleep(0.05) print("closing") io.stdout:flush() os.exit(0, true) end)
+        sync:receive_line({ timeout = 5 }) -- in flight when the state closes
+        print("not reached")
+      ]], 20)
+      assert.is_truthy(out:find("closing"), out)
+      assert.is_falsy(out:find("not reached"), out)
+      assert.equal(0, status, out)
+    end)
+
+    it("a Lua state closed from inside connection.wait and from a make_data", function()
+      local out, status = child([[
+        local coronet = require "coronet"
+        local connection = require "coronet.connection"
+        local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+        local port = listening:getsockname().port
+        local set = connection.empty_set()
+        local a = connection.connect("127.0.0.1", port)
+        connection.wait(connection.waiter_of_listening_socket(listening), { timeout = 2 })
+        print("closing")
+        io.stdout:flush()
+        connection.accept_into_set(listening, function() os.exit(0, true) end, set)
+        print("not reached")
+      ]], 20)
+      assert.is_truthy(out:find("closing"), out)
+      assert.equal(0, status, out)
+    end)
+  end)
+
+  describe("faults from the peer", function()
+    -- Inside helper.run: a connection with megabytes queued to a server that
+    -- reads a little then resets (SO_LINGER 0) through `reset(sock)`.
+    local function reset_mid_send(reset)
+      local peer = coronet.ivar()
+      local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+      local port = listening:getsockname().port
+      coronet.spawn(function()
+        local sock = assert(coronet.net.accept(listening))
+        sock:reader():really_read(1000)
+        reset(sock)
+        listening:close()
+        peer:fill()
+      end)
+      local conn = connection.connect("127.0.0.1", port, nil, { send_buffer_size = 16 * 1024 * 1024 })
+      local chunk = string.rep("z", 1024 * 1024)
+      for _ = 1, 8 do assert(conn:send(chunk)) end
+      helper.await(peer.deferred)
+      assert(helper.eventually(function()
+        conn:update()
+        if conn:state() ~= "disconnected" then conn:send(chunk) end
+        return disconnected(conn)
+      end, 5))
+      local _, err, code = conn:state()
+      assert.is_truthy(code, "a reset is an error, not a local close")
+      assert.is_truthy(err.op == "read" or err.op == "write", tostring(err.op))
+      assert.is_truthy(code == "ECONNRESET" or code == "EPIPE" or code == "closed", code)
+      assert.is_true(conn:send("after"))
+      conn:receive_all()
+    end
+
+    it("a coronet peer that aborts (SO_LINGER 0) while the client has megabytes queued", function()
+      helper.run(function() reset_mid_send(function(sock) sock:abort() end) end)
+    end)
+
+    it("a LuaSocket peer that resets with linger 0 while the client has megabytes queued", function()
+      local socket = require "socket"
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      server:settimeout(0)
+      local conn = connection.connect("127.0.0.1", tonumber(port), nil, { send_buffer_size = 16 * 1024 * 1024 })
+      local chunk = string.rep("z", 1024 * 1024)
+      for _ = 1, 8 do assert(conn:send(chunk)) end
+      local client
+      local deadline = coronet.now() + t(3)
+      while not client and coronet.now() < deadline do
+        conn:update()
+        client = server:accept()
+        coronet.step(0.01)
+      end
+      assert(client, "no client accepted")
+      client:settimeout(1)
+      assert(client:receive(1000))
+      assert(client:setoption("linger", { on = true, timeout = 0 }))
+      client:close()
+      server:close()
+      poll_until(conn, function(c)
+        if not disconnected(c) then c:send(chunk) end
+        return disconnected(c)
+      end, 5)
+      local _, err, code = conn:state()
+      assert.is_truthy(code)
+      assert.is_truthy(err.op == "read" or err.op == "write", tostring(err.op))
+      settle()
+    end)
+  end)
+
+  describe("many connections and hostile peers against a polling server", function()
+    it("500 clients through one set with a polling server loop, all exchanging lines; nothing left open", function()
+      local before = helper.open_fds()
+      local listening, set, tick = polling_echo_server({ timeout = t(20) })
+      local port = listening:getsockname().port
+      local clients = connection.empty_set()
+      local n = 500
+      for i = 1, n do
+        local conn = connection.connect("127.0.0.1", port, i)
+        conn:send(("hello %d\n"):format(i))
+        clients:add(conn)
+      end
+      local answered = 0
+      local waiter = connection.waiter_of_list { connection.waiter_of_set(clients), connection.waiter_of_set(set),
+                                                 connection.waiter_of_listening_socket(listening) }
+      local deadline = coronet.now() + t(20)
+      while answered < n and coronet.now() < deadline do
+        tick()
+        clients:update()
+        for conn in clients:each() do
+          local line = conn:receive_line()
+          if line then
+            assert.equal(("hello %d"):format(conn:data()), line)
+            answered = answered + 1
+            conn:close()
+          end
+        end
+        connection.wait(waiter, { timeout = 0.05 })
+      end
+      assert.equal(n, answered)
+      clients:update()
+      assert.equal(0, #clients)
+      deadline = coronet.now() + t(5)
+      while #set > 0 and coronet.now() < deadline do tick() coronet.step(0.01) end
+      assert.equal(0, #set)
+      listening:close()
+      settle()
+      assert.equal(before, helper.open_fds())
+    end)
+
+    -- Inside helper.run: a polling server with these options and a tick; its set.
+    local function polling_server(opts)
+      local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+      local set = connection.empty_set()
+      local function tick() connection.accept_into_set(listening, function() return true end, set, opts) set:update() end
+      return listening, set, tick
+    end
+
+    it("a 10 MiB line gives line_too_long, the buffer never past receive_buffer_size", function()
+      helper.run(function()
+        local cap = 64 * 1024
+        local listening, set, tick = polling_server({ receive_buffer_size = cap })
+        local sock, _, w = helper.connect(listening:getsockname().port)
+        local writer = coronet.spawn(function() w:write(string.rep("a", 10 * 1024 * 1024)) end)
+        local verdict
+        assert(helper.eventually(function()
+          tick()
+          for conn in set:each() do
+            assert.is_true(conn:receive_buffer_length() <= cap)
+            local line, err, code = conn:receive_line()
+            assert.is_nil(line)
+            if code then verdict = code assert.is_truthy(err) end
+          end
+          return verdict ~= nil
+        end, 5))
+        assert.equal("line_too_long", verdict)
+        writer:cancel()
+        sock:abort()
+        for conn in set:each() do conn:close() end
+        listening:close()
+      end)
+    end)
+
+    it("a flood the program never consumes: receive_buffer_length never above the option, no idle disconnect", function()
+      helper.run(function()
+        local cap = 32 * 1024
+        local listening, set, tick = polling_server({ receive_buffer_size = cap, timeout = t(0.3) })
+        local sock, _, w = helper.connect(listening:getsockname().port)
+        local flooding = coronet.spawn(function()
+          while true do
+            if not w:write(string.rep("f", 64 * 1024)) then return end
+          end
+        end)
+        local started = coronet.now()
+        while coronet.now() - started < t(0.8) do
+          tick()
+          for conn in set:each() do assert.is_true(conn:receive_buffer_length() <= cap) end
+          coronet.sleep(0.01)
+        end
+        assert.equal(1, #set)
+        for conn in set:each() do
+          assert.equal("connected", conn:state())
+          assert.equal(cap, conn:receive_buffer_length())
+          conn:close()
+        end
+        flooding:cancel()
+        sock:abort()
+        listening:close()
+      end)
+    end)
+
+    it("slowloris: one byte every 50 ms never makes a line, and other clients are served meanwhile", function()
+      helper.run(function()
+        local listening, set, tick = polling_echo_server({ timeout = t(2) })
+        local port = listening:getsockname().port
+        local slow, _, sw = helper.connect(port)
+        local dripping = coronet.spawn(function()
+          while true do sw:write("s") coronet.sleep(0.05) end
+        end)
+        local serving = coronet.spawn(function() while true do tick() coronet.sleep(0.005) end end)
+        for i = 1, 5 do
+          local _, r, w = helper.connect(port)
+          w:write("fast " .. i .. "\n")
+          assert.equal("fast " .. i, r:read_line(t(2)))
+        end
+        dripping:cancel()
+        serving:cancel()
+        slow:close()
+        for conn in set:each() do conn:close() end
+        listening:close()
+      end)
+    end)
+
+    it("a peer that never reads: send returns busy, pending never past send_buffer_size", function()
+      helper.run(function()
+        local cap = 256 * 1024
+        local listening, set, tick = polling_server({ send_buffer_size = cap })
+        local sock = helper.connect(listening:getsockname().port)
+        assert(helper.eventually(function() tick() return #set == 1 end))
+        local conn = set.members[1]
+        local chunk = string.rep("b", 16 * 1024)
+        local busy
+        for _ = 1, 2000 do
+          local ok, err, code = conn:send(chunk)
+          if not ok then
+            busy = code
+            assert.is_truthy(err)
+            break
+          end
+          assert.is_true(conn.output:pending() <= cap)
+          coronet.sleep(0)
+        end
+        assert.equal("busy", busy)
+        assert.is_true(conn.output:pending() <= cap)
+        conn:close()
+        sock:abort()
+        listening:close()
+      end)
+    end)
+
+    it("accepted connections keep the wall-clock claims: no ping before 0.45 x timeout, no disconnect before 0.9 x", function()
+      helper.run(function()
+        local timeout = t(0.4)
+        local listening, set, tick = polling_server({ timeout = timeout, ping = "PING\n" })
+        local started = coronet.now()
+        local sock, r = helper.connect(listening:getsockname().port)
+        local pinged_at
+        coronet.spawn(function()
+          if r:read_line(t(5)) == "PING" then pinged_at = coronet.now() end
+        end)
+        local gone_at
+        assert(helper.eventually(function()
+          tick()
+          if #set == 0 and pinged_at then gone_at = coronet.now() end
+          return gone_at ~= nil
+        end, 5))
+        assert.is_true(pinged_at - started >= 0.45 * timeout, ("ping after %.3f s"):format(pinged_at - started))
+        assert.is_true(gone_at - started >= 0.9 * timeout, ("disconnect after %.3f s"):format(gone_at - started))
+        sock:close()
+        listening:close()
+      end)
     end)
   end)
 end)
