@@ -428,7 +428,7 @@ describe("coronet.connection against an adversary", function()
       end)
       local listening, _, tick = polling_echo_server()
       local ticker = coronet.spawn(function()
-        while true do tick() coronet.sleep(0.005) end
+        repeat tick() until not coronet.sleep(0.005)
       end)
       local conn = assert(connection.sync.connect("127.0.0.1", listening:getsockname().port, { timeout = t(2) }))
       assert.is_true(conn:send("after run\n"))
@@ -607,7 +607,7 @@ describe("coronet.connection against an adversary", function()
       local listening, set, tick = polling_echo_server({ timeout = t(20) })
       local port = listening:getsockname().port
       local clients = connection.empty_set()
-      local n = 500
+      local n = helper.gc_stress and 40 or 500
       for i = 1, n do
         local conn = connection.connect("127.0.0.1", port, i)
         conn:send(("hello %d\n"):format(i))
@@ -710,7 +710,7 @@ describe("coronet.connection against an adversary", function()
         local dripping = coronet.spawn(function()
           while true do sw:write("s") coronet.sleep(0.05) end
         end)
-        local serving = coronet.spawn(function() while true do tick() coronet.sleep(0.005) end end)
+        local serving = coronet.spawn(function() repeat tick() until not coronet.sleep(0.005) end)
         for i = 1, 5 do
           local _, r, w = helper.connect(port)
           w:write("fast " .. i .. "\n")
@@ -772,6 +772,217 @@ describe("coronet.connection against an adversary", function()
         sock:close()
         listening:close()
       end)
+    end)
+  end)
+
+  describe("extreme numbers and names", function()
+    it("huge timeouts (1e300, math.huge) for connections, waits, close_nicely and sync calls work as 'never'", function()
+      helper.run(function()
+        local _, port = helper.server(helper.echo)
+        local conn = connection.connect("127.0.0.1", port, nil, { timeout = 1e300, ping = "p\n" })
+        conn:send("one\n")
+        assert(helper.eventually(function()
+          connection.wait(connection.waiter(conn), { timeout = 1e300 })
+          conn:update()
+          return conn:receive_line() == "one"
+        end))
+        assert.equal("connected", conn:state())
+        conn:send("two\n")
+        assert.is_true(connection.wait(connection.waiter(conn), { timeout = math.huge }))
+        conn:close_nicely({ timeout = math.huge })
+        assert(helper.eventually(function() conn:update() return disconnected(conn) end))
+        assert.same({ "disconnected" }, { conn:state() })
+      end)
+      local listening, _, tick = polling_echo_server()
+      local ticker = coronet.spawn(function() repeat tick() until not coronet.sleep(0.005) end)
+      local sync = assert(connection.sync.connect("127.0.0.1", listening:getsockname().port, { timeout = 1e300 }))
+      assert.is_true(sync:send("three\n", { timeout = math.huge }))
+      assert.equal("three", sync:receive_line({ timeout = 1e300 }))
+      sync:close()
+      ticker:cancel()
+      listening:close()
+      settle()
+    end)
+
+    it("host names the resolver cannot take end in a clean connect error (op connect)", function()
+      helper.run(function()
+        for _, host in ipairs { "", "a\0b", string.rep("x", 300), "no-such-host.invalid" } do
+          local conn = connection.connect(host, 80)
+          assert(helper.eventually(function() conn:update() return disconnected(conn) end, 5), host)
+          local _, err, code = conn:state()
+          assert.is_truthy(code, host)
+          assert.equal("connect", err.op)
+          local address, aerr, acode = connection.make_address(host)
+          assert.is_nil(address)
+          assert.is_truthy(aerr and acode, host)
+        end
+      end)
+    end)
+
+    it("a sync connection after close: send and receive fail with closed, close again is a no-op", function()
+      local listening, _, tick = polling_echo_server()
+      local ticker = coronet.spawn(function() repeat tick() until not coronet.sleep(0.005) end)
+      local sync = assert(connection.sync.connect("127.0.0.1", listening:getsockname().port))
+      sync:close()
+      sync:close()
+      local ok, _, code = sync:send("x")
+      assert.is_nil(ok)
+      assert.equal("closed", code)
+      ok, _, code = sync:receive_line({ timeout = 0.1 })
+      assert.is_nil(ok)
+      assert.equal("closed", code)
+      ticker:cancel()
+      listening:close()
+      settle()
+    end)
+
+    it("a fiber that closes the connection as soon as its wait returns", function()
+      helper.run(function()
+        local _, port = helper.server(helper.echo)
+        for _ = 1, 20 do
+          local conn = connection.connect("127.0.0.1", port)
+          conn:send("x\n")
+          local done = coronet.ivar()
+          coronet.spawn(function()
+            while conn:alive() do
+              connection.wait(connection.waiter(conn), { timeout = t(1) })
+              conn:update()
+              conn:close()
+            end
+            done:fill()
+          end)
+          helper.await(done.deferred)
+        end
+      end)
+    end)
+  end)
+
+  describe("clients nobody here wrote, against a polling server", function()
+    -- Runs the polling server's tick in a fiber of its own until stopped.
+    local function ticking(tick)
+      return coronet.spawn(function() repeat tick() until not coronet.sleep(0.005) end)
+    end
+
+    -- Runs a shell command to its end while the loop keeps running; its output.
+    local function shell(cmd)
+      local out_file = os.tmpname()
+      local done_file = out_file .. ".done"
+      os.execute(("((%s) > %s 2>&1; touch %s) &"):format(cmd, out_file, done_file))
+      local deadline = coronet.now() + t(10)
+      while coronet.now() < deadline do
+        local f = io.open(done_file)
+        if f then f:close() break end
+        coronet.step(0.01)
+      end
+      local f = assert(io.open(out_file))
+      local out = f:read("a")
+      f:close()
+      os.remove(out_file)
+      os.remove(done_file)
+      return out
+    end
+
+    it("the README's same client three ways runs against an echo server", function()
+      local readme = assert(io.open("README.md")):read("a")
+      local snippet = readme:match("The same client %(send a line, print the answer%) three ways:%s*```lua\n(.-)```")
+      assert.is_truthy(snippet, "the snippet is not in README.md any more")
+      local _, port = helper.server(helper.echo)
+      local printed = {}
+      -- The snippet's third part uses `coronet` without requiring it: the reader is meant to have it.
+      local env = setmetatable({ print = function(...) printed[#printed + 1] = table.concat({ tostring(...) }, "\t") end,
+                                 coronet = coronet }, { __index = _G })
+      local chunk = assert(load(snippet:gsub("7000", tostring(port)), "=README", "t", env))
+      chunk()
+      assert.same({ "hello", "hello", "disconnected", "hello" }, printed)
+      settle()
+    end)
+
+    it("LuaSocket clients (blocking, as a LuaSocket user writes them) against accept_into_set", function()
+      local socket = require "socket"
+      local listening, _, tick = polling_echo_server()
+      local port = listening:getsockname().port
+      local clients = {}
+      for i = 1, 5 do
+        local c = socket.tcp()
+        c:settimeout(0)
+        c:connect("127.0.0.1", port)
+        clients[i] = c
+      end
+      local deadline = coronet.now() + t(5)
+      local answers = {}
+      while #answers < 5 and coronet.now() < deadline do
+        tick()
+        coronet.step(0.005)
+        for i, c in ipairs(clients) do
+          if not answers[i] then
+            c:send("luasocket " .. i .. "\n")
+            local line = c:receive("*l")
+            if line then answers[i] = line end
+          end
+        end
+        local n = 0
+        for _ in pairs(answers) do n = n + 1 end
+        if n == 5 then break end
+      end
+      for i = 1, 5 do assert.equal("luasocket " .. i, answers[i]) end
+      for _, c in ipairs(clients) do c:close() end
+      listening:close()
+      settle()
+    end)
+
+    -- nc's stdin stays open until the answers are back: a peer's EOF is a
+    -- disconnection (the seed's rule), and answers after it are dropped.
+    it("nc talks to accept_into_set, and its EOF is seen (closed, op read)", function()
+      local listening, set, tick = polling_echo_server()
+      local port = listening:getsockname().port
+      local last
+      local ticker = coronet.spawn(function()
+        while true do
+          tick()
+          for conn in set:each() do last = conn end
+          if not coronet.sleep(0.005) then return end
+        end
+      end)
+      local out = shell(("(printf 'one\\ntwo\\n'; sleep 1) | nc -q 0 -w 3 127.0.0.1 %d"):format(port))
+      assert.equal("one\ntwo\n", out)
+      assert.is_truthy(last)
+      assert.equal("disconnected", last:state())
+      local _, err, code = last:state()
+      assert.equal("closed", code)
+      assert.equal("read", err.op)
+      ticker:cancel()
+      listening:close()
+      settle()
+    end)
+
+    it("curl gets an answer from a tiny Procord HTTP responder", function()
+      local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+      local set = connection.empty_set()
+      local ticker = coronet.spawn(function()
+        while true do
+          connection.accept_into_set(listening, function() return { lines = 0 } end, set, { timeout = t(5) })
+          set:update()
+          for conn in set:each() do
+            while true do
+              local line = conn:receive_line()
+              if not line then break end
+              if line == "" then
+                local body = "hello from procord\n"
+                conn:send(("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"):format(#body, body))
+                conn:close_nicely({ timeout = t(2) })
+                break
+              end
+            end
+          end
+          if not coronet.sleep(0.005) then return end
+        end
+      end)
+      local out = shell(("curl -s -m 5 http://127.0.0.1:%d/"):format(listening:getsockname().port))
+      assert.equal("hello from procord\n", out)
+      ticker:cancel()
+      for conn in set:each() do conn:close() end
+      listening:close()
+      settle()
     end)
   end)
 end)
