@@ -10,7 +10,7 @@
 # examples/child_process.lua and the process specs; libclang-rt-14-dev: libFuzzer
 # (only recommended by clang-14, so named here for installs without recommends).
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
-         clang libclang-rt-14-dev valgrind bc)
+         clang libclang-rt-14-dev valgrind bc netcat-openbsd curl)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"

@@ -474,11 +474,11 @@ describe("coronet.connection against an adversary", function()
       local deadline = coronet.now() + t(3)
       while #set == 0 and coronet.now() < deadline do tick() coronet.step(0.01) end
       assert.equal(1, #set)
-      for _ = 1, 50 do
+      deadline = coronet.now() + t(3)
+      while #set > 0 and coronet.now() < deadline do
         collectgarbage()
         tick()
         coronet.step(0.01)
-        if #set == 0 then break end
       end
       assert.equal(0, #set) -- the server saw the dropped client's EOF
       listening:close()
@@ -867,7 +867,8 @@ describe("coronet.connection against an adversary", function()
     local function shell(cmd)
       local out_file = os.tmpname()
       local done_file = out_file .. ".done"
-      os.execute(("((%s) > %s 2>&1; touch %s) &"):format(cmd, out_file, done_file))
+      -- Without the sanitizer's preload: curl hangs with libasan preloaded.
+      os.execute(("((unset LD_PRELOAD; %s) > %s 2>&1; touch %s) &"):format(cmd, out_file, done_file))
       local deadline = coronet.now() + t(10)
       while coronet.now() < deadline do
         local f = io.open(done_file)
@@ -943,6 +944,7 @@ describe("coronet.connection against an adversary", function()
           if not coronet.sleep(0.005) then return end
         end
       end)
+      finally(function() ticker:cancel() listening:close() settle() end)
       local out = shell(("(printf 'one\\ntwo\\n'; sleep 1) | nc -q 0 -w 3 127.0.0.1 %d"):format(port))
       assert.equal("one\ntwo\n", out)
       assert.is_truthy(last)
@@ -977,7 +979,8 @@ describe("coronet.connection against an adversary", function()
           if not coronet.sleep(0.005) then return end
         end
       end)
-      local out = shell(("curl -s -m 5 http://127.0.0.1:%d/"):format(listening:getsockname().port))
+      finally(function() ticker:cancel() listening:close() settle() end)
+      local out = shell(("curl -sS -m 5 http://127.0.0.1:%d/"):format(listening:getsockname().port))
       assert.equal("hello from procord\n", out)
       ticker:cancel()
       for conn in set:each() do conn:close() end
