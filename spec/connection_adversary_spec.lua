@@ -228,6 +228,21 @@ describe("coronet.connection against an adversary", function()
       end)
     end)
 
+    it("a custom waiter on a descriptor that is not open raises a clear error (not true at once, for ever)", function()
+      for _, fd in ipairs { 1000 } do
+        local ok, err = pcall(connection.wait, connection.waiter_custom { read = { fd } }, { timeout = t(1) })
+        assert.is_false(ok, "wait on descriptor " .. fd .. " returned " .. tostring(err))
+        assert.matches("coronet.connection.wait: .*descriptor " .. fd, tostring(err))
+        helper.run(function()
+          ok, err = pcall(connection.wait, connection.waiter_custom { read = { fd } }, { timeout = t(1) })
+          assert.is_false(ok)
+          assert.matches("descriptor " .. fd, tostring(err))
+          assert.equal(0, listener_count())
+        end)
+      end
+      settle()
+    end)
+
     it("update on a closed connection is a no-op; a waiter on a closed connection returns at once", function()
       local listening, _, tick = polling_echo_server()
       local conn = connection.connect("127.0.0.1", listening:getsockname().port)
