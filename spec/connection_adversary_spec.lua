@@ -960,7 +960,7 @@ describe("coronet.connection against an adversary", function()
         end
       end)
       finally(function() ticker:cancel() listening:close() settle() end)
-      local out = shell(("(printf 'one\\ntwo\\n'; sleep 1) | nc -q 0 -w 3 127.0.0.1 %d"):format(port))
+      local out = shell(("(printf 'one\\ntwo\\n'; sleep %d) | nc -q 0 -w 5 127.0.0.1 %d"):format(math.ceil(t(2)), port))
       assert.equal("one\ntwo\n", out)
       assert.is_truthy(last)
       assert.equal("disconnected", last:state())
