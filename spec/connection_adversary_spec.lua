@@ -455,6 +455,31 @@ describe("coronet.connection against an adversary", function()
     end)
   end)
 
+  describe("a game loop", function()
+    -- A frame's work longer than the step's timeout left the loop's clock
+    -- stale: step's bounding timer was already due, fired before the poll,
+    -- and the poll then waited for I/O with no bound (a hang with a silent peer).
+    it("coronet.step(timeout) returns in time after a frame's work longer than the timeout", function()
+      local out, status = child([[
+        local coronet = require "coronet"
+        local connection = require "coronet.connection"
+        local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+        local conn = connection.connect("127.0.0.1", listening:getsockname().port)
+        for _ = 1, 5 do coronet.step(0.01) end
+        local function busy(s) local c = os.clock() while os.clock() - c < s do end end
+        for frame = 1, 5 do
+          busy(0.03)
+          coronet.step(0.01)
+          conn:update()
+        end
+        print("frames done", conn:state())
+        os.exit(0, true)
+      ]], 10)
+      assert.equal(0, status, out)
+      assert.is_truthy(out:find("frames done\tconnected"), out)
+    end)
+  end)
+
   describe("garbage collection and the end of the Lua state", function()
     it("connections, sets, waiters and listening sockets dropped without close while the loop runs", function()
       helper.run(function()
