@@ -12,7 +12,7 @@
 # luarocks: .ci/rock; lua-ldoc (and lua-markdown, its markdown formatter): .ci/docs and
 # spec/docs_spec.lua. curl: the real client of spec/metrics_spec.lua.
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
-         clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown curl)
+         clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown curl netcat-openbsd)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"

@@ -100,9 +100,13 @@ static void on_step_timeout(cn_timer *t, void *data) {
   (void)data; /* only ends the poll */
 }
 
-/* One pass that polls at most ms: a timer bounds it, stopped again after. */
+/* One pass that polls at most ms: a timer bounds it, stopped again after.
+ * The clock is read first: after a host's long frame the loop's cached time
+ * is stale, the timer would be due already, fire before the poll, and leave
+ * the poll unbounded. */
 static int run_once_for(lcn_ctx *ctx, lua_Integer ms) {
   if (!ctx->step_timer && cn_timer_new(ctx->loop, &ctx->step_timer) < 0) return UV_ENOMEM;
+  cn_loop_update_time(ctx->loop);
   cn_timer_start(ctx->step_timer, (uint64_t)ms, on_step_timeout, ctx);
   int rc = cn_loop_run(ctx->loop, UV_RUN_ONCE);
   cn_timer_stop(ctx->step_timer);

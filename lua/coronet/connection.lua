@@ -110,6 +110,17 @@ local function close_sockets(conn, how)
   end
 end
 
+-- A connection the program dropped without closing it: its sockets close
+-- (as a dropped socket's do). Its fiber holds it only weakly (`weak_ref`),
+-- finds it gone and ends.
+function Connection:__gc() close_sockets(self) end
+
+local WEAK_VALUE = { __mode = "v" }
+
+-- What a connection's fiber holds between two wake-ups instead of the
+-- connection, so that a connection the program drops can be collected.
+local function weak_ref(conn) return setmetatable({ conn = conn }, WEAK_VALUE) end
+
 -- The one way into "disconnected": keeps what was received but not
 -- consumed, closes the sockets and tells the waiters.
 local function disconnect(conn, err, code, how)
@@ -161,15 +172,22 @@ end
 -- The connection's one fiber, once connected: wakes at every read event
 -- (without consuming: the program does) and at the ping and idle
 -- deadlines. Any byte received restarts both clocks.
-local function watch(conn)
-  while conn.live ~= "disconnected" do
+-- While it waits it holds the connection only through `ref` (weak).
+local function watch(ref)
+  while true do
+    local conn = ref.conn
+    if not conn or conn.live == "disconnected" then return end
     local wait_for = next_deadline(conn)
     if conn.live == "disconnected" then return end
-    if not conn.input then
+    local input = conn.input
+    conn = nil -- dropped by the program meanwhile, it may be collected
+    if not input then
       if not wait_for then return end -- nothing to receive and no clock: nothing to do
       core.sleep(wait_for)
     else
-      local ok, err, code = conn.input:wait_activity(wait_for)
+      local ok, err, code = input:wait_activity(wait_for)
+      conn = ref.conn
+      if not conn then return end
       if ok then
         conn.last_receive, conn.pinged = core.now(), false
         news.bump(conn)
@@ -206,16 +224,18 @@ local function attach(conn, input_socket, output_socket)
   if conn.live == "disconnecting" then spawn_quiet(finish_nicely, conn) end
 end
 
-local function connect_and_watch(conn, request)
+local function connect_and_watch(ref, request)
   local sock, err, code = core.connect(request)
-  if conn.live == "disconnected" then -- closed while connecting
+  local conn = ref.conn
+  if not conn or conn.live == "disconnected" then -- closed (or dropped) while connecting
     if sock then sock:close() end
     return
   end
   if not sock then return disconnect(conn, with_op(err, "connect", conn.name), code) end
   conn.remote = sock:getpeername()
   attach(conn, sock, sock)
-  watch(conn)
+  conn = nil -- watch holds it weakly
+  watch(ref)
 end
 
 --- Connects to `host` and `port`, and returns at once in state
@@ -245,7 +265,7 @@ function M.connect(host, port, data, opts)
   local conn = new_connection(data, options, host)
   local request = { host = host, port = port, timeout = options.timeout, caller = "coronet.connection.connect",
                     happy_eyeballs_delay = HAPPY_EYEBALLS_DELAY }
-  conn.fiber = spawn_quiet(connect_and_watch, conn, request)
+  conn.fiber = spawn_quiet(connect_and_watch, weak_ref(conn), request)
   return conn
 end
 
@@ -254,7 +274,7 @@ end
 local function start(conn, input_socket, output_socket)
   attach(conn, input_socket, output_socket)
   conn.status = conn.live
-  conn.fiber = spawn_quiet(watch, conn)
+  conn.fiber = spawn_quiet(watch, weak_ref(conn))
   return conn
 end
 
@@ -437,9 +457,8 @@ function Connection:receive_poll(offset, n)
   check_connection(self, "receive_poll")
   check_count(offset, "receive_poll", "the offset")
   check_count(n, "receive_poll", "the length")
-  if n == 0 then return "" end
   local input = input_of(self)
-  if offset + n > input:buffered() then return nil end
+  if offset > input:buffered() - n then return nil end -- offset + n past the end (without overflowing)
   return input:peek_at(offset, n)
 end
 

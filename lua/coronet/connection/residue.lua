@@ -18,9 +18,12 @@ M.empty = M.new("")
 
 function Residue:buffered() return #self.bytes - self.pos + 1 end
 
+-- Counts are clamped to what is buffered first: pos + offset or + n could overflow.
 function Residue:peek_at(offset, n)
+  local buffered = self:buffered()
+  if offset >= buffered then return "" end
   local first = self.pos + offset
-  return self.bytes:sub(first, first + n - 1)
+  return self.bytes:sub(first, first + math.min(n, buffered - offset) - 1)
 end
 
 function Residue:try_read(n)

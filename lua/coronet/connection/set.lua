@@ -123,8 +123,9 @@ end
 local function data_for(make_data, address)
   local ok, data = pcall(make_data, address)
   if ok then return data end
+  local shown_ok, shown = pcall(tostring, data) -- the error value's own __tostring may raise too
   core.log(("coronet.connection.accept_into_set: make_data raised for %s (client refused): %s")
-    :format(tostring(address), tostring(data)))
+    :format(tostring(address), shown_ok and tostring(shown) or "(an error value that cannot be shown)"))
   return nil
 end
 

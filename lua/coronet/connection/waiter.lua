@@ -145,7 +145,13 @@ local function start_watchers(acc, signal)
   for _, listening in ipairs(acc.listenings) do
     watch(function() return listening.core:wait_pending() end)
   end
-  for _, fd in ipairs(acc.fd_order) do watch(core.poll_wait, fd, acc.fds[fd]) end
+  for _, fd in ipairs(acc.fd_order) do
+    watch(function()
+      local ok, err, code = core.poll_wait(fd, acc.fds[fd])
+      if not ok and code ~= "cancelled" then acc.failure = err end -- not open, not pollable: raised by wait
+      return ok, err, code
+    end)
+  end
   return fibers
 end
 
@@ -182,6 +188,7 @@ local function wait(waiter, timeout)
   news.unlisten(on_news)
   for _, fiber in ipairs(watchers) do fiber:cancel() end
   if not ok then error(err, 0) end
+  if acc.failure then error("coronet.connection.wait: " .. tostring(acc.failure), 3) end
   return happened
 end
 
@@ -190,7 +197,8 @@ end
 -- last `update` of a connection or set counts: the wait then returns at
 -- once. Outside any fiber it runs the loop until then (returning false at
 -- once if the loop has nothing left that could make news); inside a fiber
--- it yields instead.
+-- it yields instead. A descriptor of `waiter_custom` that is not open or
+-- cannot be polled (a regular file) raises, naming it.
 -- @tparam Waiter waiter
 -- @tparam[opt] table opts `timeout` (seconds)
 -- @treturn boolean
