@@ -929,9 +929,8 @@ describe("coronet.connection against an adversary", function()
       assert.is_truthy(snippet, "the snippet is not in README.md any more")
       local _, port = helper.server(helper.echo)
       local printed = {}
-      -- The snippet's third part uses `coronet` without requiring it: the reader is meant to have it.
-      local env = setmetatable({ print = function(...) printed[#printed + 1] = table.concat({ tostring(...) }, "\t") end,
-                                 coronet = coronet }, { __index = _G })
+      local env = setmetatable({ print = function(...) printed[#printed + 1] = table.concat({ tostring(...) }, "\t") end },
+                               { __index = _G })
       local chunk = assert(load(snippet:gsub("7000", tostring(port)), "=README", "t", env))
       chunk()
       assert.same({ "hello", "hello", "disconnected", "hello" }, printed)

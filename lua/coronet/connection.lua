@@ -32,8 +32,7 @@ local M = {}
 local DEFAULT_BUFFER_SIZE = 1024 * 1024
 local HAPPY_EYEBALLS_DELAY = 0.25
 
---- A Procord connection.
--- @type Connection
+-- A Procord connection's methods (documented below, under its type).
 local Connection = {}
 Connection.__index = Connection
 M.Connection = Connection
@@ -359,6 +358,10 @@ function M.spawn(file, args, opts)
   return start(conn, stdout_socket, stdin_socket)
 end
 
+--- A Procord connection: every method is also a function of the module
+-- taking the connection first.
+-- @type Connection
+
 --- The child process of a connection made by `spawn`, else nil.
 function Connection:process()
   check_connection(self, "process")
@@ -585,6 +588,9 @@ local function resolve_first(name)
   end
   return addresses[1]
 end
+
+--- Addresses.
+-- @section addresses
 
 --- An address value (port 0) from an IPv4 or IPv6 literal or a DNS name.
 -- A name is resolved on libuv's threadpool while the loop keeps running:

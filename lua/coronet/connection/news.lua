@@ -24,6 +24,8 @@ function M.mark_seen(obj) obj.seen = obj.epoch end
 
 --- `listener()` runs at every bump until `unlisten`; it must not raise.
 function M.listen(listener) listeners[listener] = true end
+
+--- `listener` is told nothing more.
 function M.unlisten(listener) listeners[listener] = nil end
 
 return M

@@ -15,9 +15,7 @@ local M = {}
 
 local MAX_ACCEPTS_PER_CALL = 256 -- bounds one call's work under a flood; the rest waits for the next
 
---- A mutable set of connections: `#set`, `set:update()`, `set:iter(f)`,
--- `for conn in set:each() do`.
--- @type Set
+-- A set's methods (documented below, under its type).
 local Set = {}
 Set.__index = Set
 M.Set = Set
@@ -54,6 +52,10 @@ function M.empty_set()
 end
 
 function Set:__len() return #self.members end
+
+--- A mutable set of connections: `#set`, `set:update()`, `set:iter(f)`,
+-- `for conn in set:each() do`.
+-- @type Set
 
 --- Updates every connection of the set (one pass of the loop, as
 -- `conn:update()`), then removes those disconnected.
@@ -128,6 +130,9 @@ local function data_for(make_data, address)
     :format(tostring(address), shown_ok and tostring(shown) or "(an error value that cannot be shown)"))
   return nil
 end
+
+--- Accepting.
+-- @section accepting
 
 --- Accepts the clients waiting on `listening` and adds them to `set`; never
 -- waits. `make_data(address)` gives each one's data; nil refuses the client

@@ -17,8 +17,7 @@ local M = {}
 
 local HAPPY_EYEBALLS_DELAY = 0.25
 
---- A blocking connection.
--- @type SyncConnection
+-- A blocking connection's methods (documented below, under its type).
 local SyncConnection = {}
 SyncConnection.__index = SyncConnection
 M.SyncConnection = SyncConnection
@@ -70,6 +69,9 @@ local function send(conn, data, timeout)
   if not ok then return nil, err, code end
   return conn.writer:flush(timeout)
 end
+
+--- A blocking connection, from `sync.connect`.
+-- @type SyncConnection
 
 --- Sends `data` and waits until the kernel has taken it.
 -- @tparam string data

@@ -14,8 +14,7 @@ local set_module = require "coronet.connection.set"
 
 local M = {}
 
---- A waiter.
--- @type Waiter
+-- What the waiter functions below make: a description of what to wait on.
 local Waiter = {}
 Waiter.__index = Waiter
 M.Waiter = Waiter
