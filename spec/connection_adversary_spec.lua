@@ -11,29 +11,7 @@ local news = require "coronet.connection.news"
 local helper = require "spec.helper"
 
 local t = helper.t
-
--- Outside coronet.run: runs the loop until every fiber and core object is
--- gone (closes finish in the loop), then asserts it.
-local function settle()
-  local deadline = coronet.now() + t(5)
-  while (core.fiber_count() > 0 or core.live() > 0) and coronet.now() < deadline do
-    coronet.step(0.01)
-  end
-  helper.assert_clean()
-end
-
--- Polls `conn` (update + wait) until pred(conn) holds; fails after `limit` seconds.
-local function poll_until(conn, pred, limit)
-  local deadline = coronet.now() + t(limit or 2)
-  local waiter = connection.waiter(conn)
-  while true do
-    conn:update()
-    if pred(conn) then return true end
-    local left = deadline - coronet.now()
-    if left <= 0 then error("condition not reached; state: " .. tostring(conn:state()), 2) end
-    connection.wait(waiter, { timeout = math.min(left, 0.05) })
-  end
-end
+local settle, poll_until, polling_echo_server = helper.settle, helper.poll_until, helper.polling_echo_server
 
 local function disconnected(conn) return conn:state() == "disconnected" end
 
@@ -50,25 +28,6 @@ local function listener_count()
     end
     i = i + 1
   end
-end
-
--- A Procord echo server (listen + accept_into_set + update_set), polled by
--- `tick()`: every complete line is sent back with "\n".
-local function polling_echo_server(opts)
-  local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
-  local set = connection.empty_set()
-  local function tick()
-    connection.accept_into_set(listening, function(address) return { from = address } end, set, opts)
-    set:update()
-    for conn in set:each() do
-      while true do
-        local line = conn:receive_line()
-        if not line then break end
-        conn:send(line .. "\n")
-      end
-    end
-  end
-  return listening, set, tick
 end
 
 -- A child lua5.4 running `source` (with the spec's paths); its output and exit status.

@@ -7,16 +7,7 @@ local helper = require "spec.helper"
 local t = helper.t
 
 -- Polls until pred() holds (update + wait on the connection), inside a fiber.
-local function until_true(conn, pred, limit)
-  local deadline = coronet.now() + t(limit or 3)
-  local waiter = connection.waiter(conn)
-  while true do
-    conn:update()
-    if pred() then return end
-    assert(coronet.now() < deadline, "condition not reached; state " .. tostring(conn:state()))
-    connection.wait(waiter, { timeout = 0.05 })
-  end
-end
+local function until_true(conn, pred, limit) return helper.poll_until(conn, pred, limit or 3) end
 
 -- Programs run under the sanitizer build inherit LD_PRELOAD=libasan, whose
 -- leak check aborts them at exit: run them without it.

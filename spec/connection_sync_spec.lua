@@ -8,14 +8,7 @@ local sync = require "coronet.connection.sync"
 local helper = require "spec.helper"
 
 local t = helper.t
-
-local function settle()
-  local deadline = coronet.now() + t(5)
-  while (core.fiber_count() > 0 or core.live() > 0) and coronet.now() < deadline do
-    coronet.step(0.01)
-  end
-  helper.assert_clean()
-end
+local settle = helper.settle
 
 local function close_server(server)
   server:close()

@@ -226,4 +226,50 @@ function M.fill_writer(sock, w)
   error("the kernel took everything")
 end
 
+--- Outside coronet.run: runs the loop until every fiber and core object is
+-- gone (closes finish in the loop; at most 5 s, scaled), then asserts it.
+function M.settle()
+  local deadline = coronet.now() + M.t(5)
+  while (core.fiber_count() > 0 or core.live() > 0) and coronet.now() < deadline do
+    coronet.step(0.01)
+  end
+  M.assert_clean()
+end
+
+--- Polls a coronet.connection `conn` (update, then wait on it) until
+-- pred(conn) holds; raises after `limit` seconds (default 2, scaled).
+function M.poll_until(conn, pred, limit)
+  local connection = require "coronet.connection"
+  local deadline = coronet.now() + M.t(limit or 2)
+  local waiter = connection.waiter(conn)
+  while true do
+    conn:update()
+    if pred(conn) then return true end
+    local left = deadline - coronet.now()
+    if left <= 0 then error("condition not reached; state: " .. tostring(conn:state()), 2) end
+    connection.wait(waiter, { timeout = math.min(left, 0.05) })
+  end
+end
+
+--- A coronet.connection echo server (listen + accept_into_set + update_set)
+-- on 127.0.0.1, polled by `tick()`: every complete line is sent back with
+-- "\n". `opts` goes to accept_into_set. Returns listening, set, tick.
+function M.polling_echo_server(opts)
+  local connection = require "coronet.connection"
+  local listening = assert(connection.listen(coronet.address("127.0.0.1", 0)))
+  local set = connection.empty_set()
+  local function tick()
+    connection.accept_into_set(listening, function(address) return { from = address } end, set, opts)
+    set:update()
+    for conn in set:each() do
+      while true do
+        local line = conn:receive_line()
+        if not line then break end
+        conn:send(line .. "\n")
+      end
+    end
+  end
+  return listening, set, tick
+end
+
 return M
