@@ -8,9 +8,11 @@
 
 # lua-socket: the raw peer of spec/hostile_peers_spec.lua; bc: the child process of
 # examples/child_process.lua and the process specs; libclang-rt-14-dev: libFuzzer
-# (only recommended by clang-14, so named here for installs without recommends).
+# (only recommended by clang-14, so named here for installs without recommends);
+# curl, nginx-light, redis-server (for redis-benchmark) and redis-tools (redis-cli):
+# the real clients and servers of spec/examples_workloads_spec.lua.
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
-         clang libclang-rt-14-dev valgrind bc)
+         clang libclang-rt-14-dev valgrind bc curl nginx-light redis-server redis-tools)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"
