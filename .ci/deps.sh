@@ -10,9 +10,12 @@
 # examples/child_process.lua and the process specs; libclang-rt-14-dev: libFuzzer
 # (only recommended by clang-14, so named here for installs without recommends).
 # luarocks: .ci/rock; lua-ldoc (and lua-markdown, its markdown formatter): .ci/docs and
-# spec/docs_spec.lua. curl: the real client of spec/metrics_spec.lua.
+# spec/docs_spec.lua. curl, netcat-openbsd, nginx-light, redis-server (for
+# redis-benchmark) and redis-tools (redis-cli): the real clients and servers of the
+# metrics, connection and example specs.
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
-         clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown curl netcat-openbsd)
+         clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown curl netcat-openbsd
+         nginx-light redis-server redis-tools)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"

@@ -457,6 +457,94 @@ static int l_wait_activity(lua_State *L) {
   return lcn_fiber_wait(L, f, deadline, NULL, NULL, activity_k, 0);
 }
 
+/* ---- transfer_to. Stack: 1 reader, 2 writer, 3 close_writer (boolean),
+ * 4 the count moved so far. The core moves the bytes (cn_reader_transfer);
+ * this loop only waits where it says, with no deadline. */
+
+/* nil, err, code, moved. A write side failure names the writer's peer: the
+ * writer goes to 1 for lcn_fail_stream, the reader stays anchored at 5. */
+static int transfer_fail_on(lua_State *L, cn_stream *from, cn_stream *to, int err, int writer_side) {
+  lua_settop(L, 4);
+  if (writer_side && from != to) {
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_replace(L, 1);
+  }
+  lcn_fail_stream(L, err, writer_side ? "transfer to" : "transfer from", writer_side ? to : from);
+  lua_pushvalue(L, 4);
+  return 4;
+}
+
+/* The side that failed: the writer once it has an error or is closing. */
+static int transfer_fail(lua_State *L, cn_stream *from, cn_stream *to, int err) {
+  return transfer_fail_on(L, from, to, err, cn_writer_status(to) || cn_stream_is_closing(to));
+}
+
+static int transfer_step(lua_State *L);
+
+static int transfer_k(lua_State *L, int status, lua_KContext unused) {
+  (void)status;
+  (void)unused;
+  int st = lcn_fiber_status(L);
+  if (st == CN_ECANCELLED || st == CN_ETIMEOUT) {
+    lcn_half *rh = lua_touserdata(L, 1), *wh = lua_touserdata(L, 2);
+    return transfer_fail(L, rh->conn->s, wh->conn->s, st);
+  }
+  return transfer_step(L); /* bytes, room, or an end: the core tells which */
+}
+
+static int transfer_step(lua_State *L) {
+  lcn_half *rh = lua_touserdata(L, 1), *wh = lua_touserdata(L, 2);
+  cn_stream *from = rh->conn->s, *to = wh->conn->s;
+  uint64_t moved = (uint64_t)lua_tointeger(L, 4);
+  /* A half closed through its object by another fiber mid-transfer. */
+  int rc = rh->closed || wh->closed ? CN_ECLOSED : cn_reader_transfer(from, to, &moved);
+  lua_pushinteger(L, (lua_Integer)moved);
+  lua_replace(L, 4);
+  if (rc == 0) {
+    if (lua_toboolean(L, 3)) {
+      wh->closed = 1; /* as writer:close(): flushes, then shuts the sending side down */
+      cn_writer_close(to);
+    }
+    lua_pushvalue(L, 4);
+    return 1;
+  }
+  if (rc < 0) return transfer_fail(L, from, to, rc);
+  lcn_fiber *f = lcn_fiber_current(L);
+  int wrc = rc == CN_TRANSFER_WAIT_READER ? cn_reader_wait(from, &f->waiter, 1)
+                                          : cn_writer_wait(to, &f->waiter, cn_writer_hwm(to));
+  if (wrc < 0) return transfer_fail(L, from, to, wrc);
+  return lcn_fiber_wait(L, f, -1, NULL, NULL, transfer_k, 0);
+}
+
+/* opts.close_writer: a boolean, true when absent. */
+static int close_writer_opt(lua_State *L) {
+  if (lua_isnoneornil(L, 3)) return 1;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int t = lua_getfield(L, 3, "close_writer");
+  luaL_argcheck(L, t == LUA_TNIL || t == LUA_TBOOLEAN, 3, "option 'close_writer' must be a boolean");
+  int close = t == LUA_TNIL || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return close;
+}
+
+/* reader:transfer_to(writer[, {close_writer = true}]) -> n at EOF, or nil, err, code, n. */
+static int l_transfer_to(lua_State *L) {
+  lcn_half *rh = check_reader(L);
+  lcn_half *wh = lcn_check(L, 2, LCN_C_WRITER);
+  luaL_argcheck(L, !wh->closed, 2, "writer is closed");
+  cn_stream *from = lcn_conn_stream(L, rh->conn), *to = lcn_conn_stream(L, wh->conn);
+  int close = close_writer_opt(L);
+  lcn_fiber_current(L); /* it may wait: only in a fiber, checked before any byte moves */
+  lua_settop(L, 2);
+  lua_pushboolean(L, close);
+  lua_pushinteger(L, 0);
+  /* Another fiber waits to read, or to write above the mark: "busy". */
+  if (cn_reader_is_busy(from)) return transfer_fail_on(L, from, to, CN_EBUSY, 0);
+  if (cn_writer_room_awaited(to)) return transfer_fail_on(L, from, to, CN_EBUSY, 1);
+  return transfer_step(L);
+}
+
 static int l_buffered(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)cn_reader_buffered(stream_of(L)));
   return 1;
@@ -509,7 +597,8 @@ int lcn_open_reader(lua_State *L) {
                                      {"socket", l_socket},   {"try_read_line", l_try_read_line},
                                      {"try_really_read", l_try_really_read}, {"try_read", l_try_read},
                                      {"peek_at", l_peek_at}, {"discard", l_discard},
-                                     {"wait_activity", l_wait_activity}, {NULL, NULL}};
+                                     {"wait_activity", l_wait_activity}, {"transfer_to", l_transfer_to},
+                                     {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
   lcn_new_class(L, LCN_C_READER, methods, meta);
   return 0;

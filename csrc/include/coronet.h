@@ -330,6 +330,16 @@ int cn_reader_watch(cn_stream *s, cn_waiter *w);
 /* Reader half closes: no more reads, waiter gets CN_ECLOSED. */
 void cn_reader_close(cn_stream *s);
 int cn_reader_is_closed(const cn_stream *s);
+/* Moves the bytes buffered in `from` to the writer of `to` (no copy but the
+ * writer's own), adding their count to *moved, while the writer's pending
+ * bytes are at or below its high-water mark. Returns 0 at from's EOF with
+ * everything moved; CN_TRANSFER_WAIT_READER when nothing is buffered (wait
+ * with cn_reader_wait(from, w, 1), then call again); CN_TRANSFER_WAIT_WRITER
+ * above the mark (wait with cn_writer_wait(to, w, cn_writer_hwm(to))); or a
+ * negative error: the reader's (after its buffered bytes moved), the
+ * writer's, or CN_ECLOSED once either stream closes. Shuts nothing down. */
+enum { CN_TRANSFER_WAIT_READER = 1, CN_TRANSFER_WAIT_WRITER = 2 };
+int cn_reader_transfer(cn_stream *from, cn_stream *to, uint64_t *moved);
 
 /* ---------------------------------------------------------------- writer */
 

@@ -126,6 +126,31 @@
 -- @tparam[opt] number timeout
 -- @treturn true, or `nil, err, code`
 
+--- Moves every byte from this reader to `writer` (another socket's, or this
+-- socket's own) until EOF, in C: no Lua string per chunk, no buffer but the
+-- two halves' own (Async's `Reader.transfer`, Eio's `Flow.copy`). Bytes
+-- already buffered go first. Back-pressure both ways: while the writer's
+-- pending bytes are above its mark (`writer_buffer_size`) the transfer
+-- stops taking bytes, so this reader fills to its cap and stops reading
+-- (the sender is held back by the kernel); it goes on once the writer
+-- drains. A writer whose peer never reads holds at most its mark plus one
+-- chunk (the reader's cap). It waits in the calling fiber with no timeout
+-- (the socket's read timeout does not apply); a cancel ends it. At EOF it
+-- returns the count moved and, unless `close_writer = false`, closes the
+-- writer as `writer:close()` does (flush, then the sending side shuts down:
+-- the half-close passes through); this reader is left open. A read error,
+-- a write error, a close of either half or socket (by another fiber), or a
+-- cancel gives `nil, err, code, n` with the count moved so far; bytes not
+-- yet moved stay in the reader. A close of the writer's socket while the
+-- transfer waits for bytes is noticed when they come or at EOF. Like a
+-- read, "busy" (with 0) while another fiber waits on the reader or for room
+-- on the writer; do not read from the reader while it transfers.
+-- Raises outside a fiber, on a closed reader or writer, on a bad option.
+-- @function transfer_to
+-- @param writer a `coronet.writer`
+-- @tparam[opt] table opts `close_writer` (boolean, default true)
+-- @treturn integer the count moved, or `nil, err, code, n`
+
 --- Bytes buffered and not yet read.
 -- @function buffered
 -- @treturn integer

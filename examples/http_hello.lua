@@ -1,0 +1,104 @@
+-- http_hello.lua PORT: an HTTP/1.1 "Hello, World!" server. Keep-alive
+-- (pipelined requests too), HTTP/1.0 (closes unless keep-alive is asked),
+-- `Connection: close`, HEAD (the headers alone), request bodies with
+-- Content-Length (read and dropped), and 400 on anything it cannot parse.
+-- The head is read in one call (read_until "\r\n\r\n", bounded by the
+-- reader's cap) and parsed with a few string.find/match calls on it.
+-- Serves until SIGTERM; port 0 picks a free port. Finds the module built in
+-- the checkout by itself.
+local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/?.so;" .. package.cpath
+
+local coronet = require "coronet"
+local tcp = coronet.tcp
+
+local port = tonumber(arg[1] or "8080")
+local BODY = "Hello, World!"
+local MAX_BODY = 64 * 1024 * 1024
+
+-- The heads of every answer, made once.
+local function response(status, body, connection)
+  return table.concat({ "HTTP/1.1 ", status, "\r\nServer: coronet\r\nContent-Type: text/plain\r\nContent-Length: ",
+                        #body, "\r\n", connection and ("Connection: " .. connection .. "\r\n") or "", "\r\n" })
+end
+local OK_KEEP, OK_CLOSE = response("200 OK", BODY), response("200 OK", BODY, "close")
+local OK_KEEP_10 = response("200 OK", BODY, "keep-alive") -- HTTP/1.0 keeps only when told
+local BAD = response("400 Bad Request", "Bad Request\n", "close") .. "Bad Request\n"
+local NOT_IMPLEMENTED = response("501 Not Implemented", "", "close") -- a chunked request body
+
+-- Drops a request body of n bytes: what is buffered, then what follows.
+local function skip_body(reader, n)
+  n = n - reader:discard(n)
+  while n > 0 do
+    local chunk = reader:read(n)
+    if not chunk then return false end
+    n = n - #chunk
+  end
+  return true
+end
+
+-- The request line's method and minor version ("0" or "1"), or nil.
+local function request_line(head)
+  return head:match("^(%u+) [^ \r\n]+ HTTP/1%.([01])%f[\r\0]")
+end
+
+-- Answers one request whose head (without its blank line) is `head`.
+-- Returns true to keep the connection.
+local function answer(reader, writer, head)
+  local method, minor = request_line(head)
+  if not method then
+    writer:write(BAD)
+    return false
+  end
+  local fields = head:lower() -- each field follows a "\r\n"
+  if fields:find("\r\ntransfer%-encoding:") then
+    writer:write(NOT_IMPLEMENTED)
+    return false
+  end
+  local length = 0
+  if fields:find("\r\ncontent%-length:") then
+    length = tonumber(fields:match("\r\ncontent%-length:[ \t]*(%d+)[ \t]*%f[\r\0]"))
+    if not length or length > MAX_BODY then
+      writer:write(BAD)
+      return false
+    end
+  end
+  local connection = fields:match("\r\nconnection:([^\r]*)") or ""
+  local close, headers
+  if minor == "1" then
+    close = connection:find("close", 1, true) ~= nil
+    headers = close and OK_CLOSE or OK_KEEP
+  else
+    close = connection:find("keep-alive", 1, true) == nil
+    headers = close and OK_CLOSE or OK_KEEP_10
+  end
+  if length > 0 and not skip_body(reader, length) then return false end
+  if method == "HEAD" then
+    writer:write(headers)
+  else
+    writer:write(headers, BODY)
+  end
+  return not close
+end
+
+-- One connection: requests until the client closes, asks to, or sends junk.
+-- A head longer than the reader's cap (64 KiB) is junk too.
+local function serve(_, reader, writer)
+  while true do
+    local head, _, code = reader:read_until("\r\n\r\n")
+    if not head then
+      if code == "line_too_long" then writer:write(BAD) end
+      return
+    end
+    if not answer(reader, writer, head) then return end
+  end
+end
+
+coronet.run(function()
+  local server = assert(tcp.Server.create(tcp.Where_to_listen.on_port(port), serve,
+    { on_handler_error = "ignore", max_connections = 20000 }))
+  io.stderr:write(("http_hello listening on port %d\n"):format(server:listening_on()))
+  coronet.signal("SIGTERM"):wait()
+  server:close()
+end)
