@@ -272,4 +272,36 @@ function M.polling_echo_server(opts)
   return listening, set, tick
 end
 
+--- Starts examples/<name> with port 0 from another directory (the example
+-- must find the module by itself) and waits for "listening on port N" in
+-- its stderr. Returns its pid, port and log file. Call it inside a fiber.
+function M.start_example(name)
+  local root = io.popen("pwd"):read("l")
+  local log = os.tmpname()
+  local p = assert(io.popen(("cd / && { lua5.4 %s/examples/%s 0 2>%s & echo $!; }"):format(root, name, log)))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  assert(pid, "no pid for " .. name)
+  local port
+  local deadline = coronet.now() + M.t(5)
+  while not port and coronet.now() < deadline do
+    local f = io.open(log)
+    port = f and tonumber((f:read("a") or ""):match("listening on port (%d+)"))
+    if f then f:close() end
+    if not port then coronet.sleep(M.t(0.02)) end
+  end
+  assert(port, name .. " did not report its port")
+  return pid, port, log
+end
+
+--- Sends SIGTERM to an example started by start_example and asserts (with
+-- busted's assert) that it exits. Call it inside a fiber.
+function M.stop_example(pid, log, name)
+  luassert.is_true(os.execute("kill -TERM " .. pid))
+  local deadline = coronet.now() + M.t(5)
+  while os.execute("kill -0 " .. pid .. " 2>/dev/null") and coronet.now() < deadline do coronet.sleep(M.t(0.02)) end
+  luassert.is_falsy(os.execute("kill -0 " .. pid .. " 2>/dev/null"), name .. " did not exit on SIGTERM")
+  os.remove(log)
+end
+
 return M

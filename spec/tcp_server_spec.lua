@@ -834,33 +834,8 @@ end)
 end)
 
 describe("examples", function()
-  -- Starts examples/<name> on port 0 from another directory; returns its pid, port and log file.
-  local function start_example(root, name)
-    local log = os.tmpname()
-    local p = assert(io.popen(("cd / && { lua5.4 %s/examples/%s 0 2>%s & echo $!; }"):format(root, name, log)))
-    local pid = tonumber(p:read("l"))
-    p:close()
-    assert.is_number(pid)
-    local port
-    local deadline = coronet.now() + t(5)
-    while not port and coronet.now() < deadline do
-      local f = io.open(log)
-      port = f and tonumber((f:read("a") or ""):match("listening on port (%d+)"))
-      if f then f:close() end
-      if not port then coronet.sleep(t(0.02)) end
-    end
-    assert.is_number(port, name .. " did not report its port")
-    return pid, port, log
-  end
-
-  -- Sends SIGTERM and asserts that the example exits.
-  local function stop_example(pid, log, name)
-    assert.is_true(os.execute("kill -TERM " .. pid))
-    local deadline = coronet.now() + t(5)
-    while os.execute("kill -0 " .. pid .. " 2>/dev/null") and coronet.now() < deadline do coronet.sleep(t(0.02)) end
-    assert.is_falsy(os.execute("kill -0 " .. pid .. " 2>/dev/null"), name .. " did not exit on SIGTERM")
-    os.remove(log)
-  end
+  local function start_example(_, name) return helper.start_example(name) end
+  local stop_example = helper.stop_example
 
   it("echo_server.lua finds the module from any directory, serves until SIGTERM; client.lua talks to it", function()
     helper.run(function()
