@@ -213,7 +213,7 @@ static int take_one(cn_server *srv, int for_credit, cn_stream **out, cn_addr *pe
 
 /* One accept for the accept loop; returns 0 to go on, 1 to stop this batch. */
 static int accept_one(cn_server *srv) {
-  cn_stream *s;
+  cn_stream *s = NULL;
   cn_addr peer;
   int rc = take_one(srv, 1, &s, &peer);
   if (rc == TOOK) srv->on_conn(srv, s, &peer, srv->data);
