@@ -30,6 +30,7 @@ end
 -- death ends the pass (so does `core.stop_pass`, for a condition set by a
 -- fiber that lives on), and nothing run from the loop may drive it again.
 function M.until_done(done, timeout)
+  if not M.may_run() then error("coronet.connection: the loop is running already (libuv's loop is not re-entrant)", 3) end
   local timed_out = false
   local sleeper = timeout and core.spawn(function()
     if core.sleep(timeout) then timed_out = true end
