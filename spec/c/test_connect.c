@@ -19,7 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include "check.h"
+#include "loop_check.h"
 #include "coronet.h"
 
 /* ------------------------------------------------------ fake resolver */
@@ -81,13 +81,6 @@ static void run_to_end(cn_loop *loop) {
 }
 
 /* Runs the loop until *flag is set (a connected stream keeps the loop alive). */
-static void run_until(cn_loop *loop, const int *flag) {
-  int turns = 0;
-  while (!*flag && cn_loop_run(loop, UV_RUN_ONCE) >= 0 && ++turns < 100000) {
-  }
-  CHECK(*flag);
-}
-
 static int open_fds(void) {
   int n = 0;
   DIR *d = opendir("/proc/self/fd");
@@ -174,7 +167,7 @@ static outcome connect_with(cn_loop *loop, const cn_connect_opts *opts) {
   memset(&o, 0, sizeof o);
   cn_waiter_init(&w, on_done, &o);
   double start = cn_loop_hrnow();
-  if (CHECK_EQ_INT(cn_connect_start(loop, opts, &w, &o.op), 0)) run_until(loop, &o.calls);
+  if (CHECK_EQ_INT(cn_connect_start(loop, opts, &w, &o.op), 0)) check_run_until(loop, &o.calls);
   o.elapsed = cn_loop_hrnow() - start;
   CHECK_EQ_INT(o.calls, 1);
   return o;
@@ -188,7 +181,7 @@ static outcome connect_fake(cn_loop *loop, cn_stream *socket, uint64_t timeout_m
   cn_connect_opts opts = {.host = FAKE_NAME, .port = 1, .timeout_ms = timeout_ms,
                           .attempt_timeout_ms = attempt_ms, .socket = socket};
   double start = cn_loop_hrnow();
-  if (CHECK_EQ_INT(cn_connect_start(loop, &opts, &w, &o.op), 0)) run_until(loop, &o.calls);
+  if (CHECK_EQ_INT(cn_connect_start(loop, &opts, &w, &o.op), 0)) check_run_until(loop, &o.calls);
   o.elapsed = cn_loop_hrnow() - start;
   CHECK_EQ_INT(o.calls, 1);
   return o;

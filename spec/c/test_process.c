@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include "check.h"
+#include "loop_check.h"
 #include "coronet.h"
 
 typedef struct {
@@ -21,13 +21,6 @@ static void on_status(cn_waiter *w, int status) {
   outcome *o = w->data;
   o->calls++;
   o->status = status;
-}
-
-static void run_until(cn_loop *loop, const int *flag) {
-  int turns = 0;
-  while (!*flag && cn_loop_run(loop, UV_RUN_ONCE) >= 0 && ++turns < 100000) {
-  }
-  CHECK(*flag);
 }
 
 static void run_to_end(cn_loop *loop) {
@@ -54,7 +47,7 @@ static int read_all(cn_loop *loop, cn_stream *s, char *out, size_t size) {
     cn_waiter w;
     cn_waiter_init(&w, on_status, &o);
     if (!CHECK_EQ_INT(cn_reader_wait(s, &w, 1), 0)) return -1;
-    run_until(loop, &o.calls);
+    check_run_until(loop, &o.calls);
   }
 }
 
@@ -77,7 +70,7 @@ static void test_sort(void) {
   cn_waiter w;
   cn_waiter_init(&w, on_status, &o);
   cn_process_exit_wait(p, &w);
-  run_until(loop, &o.calls);
+  check_run_until(loop, &o.calls);
   int64_t code = -1;
   int signum = -1;
   CHECK_EQ_INT(cn_process_exit_status(p, &code, &signum), 1);
@@ -121,7 +114,7 @@ static void test_close_all_ends_a_child(void) {
   cn_stream_unref(in);
   cn_stream_unref(out);
   cn_loop_close_all(loop, 0);
-  run_until(loop, &o.calls);
+  check_run_until(loop, &o.calls);
   CHECK_EQ_INT(o.status, 0);
   int64_t code;
   int signum;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include "check.h"
+#include "loop_check.h"
 #include "coronet.h"
 
 static int sends_blocked;
@@ -52,13 +52,6 @@ static void on_status(cn_waiter *w, int status) {
   o->status = status;
 }
 
-static void run_until(cn_loop *loop, const int *flag) {
-  int turns = 0;
-  while (!*flag && cn_loop_run(loop, UV_RUN_ONCE) >= 0 && ++turns < 100000) {
-  }
-  CHECK(*flag);
-}
-
 static void run_to_end(cn_loop *loop) {
   int turns = 0;
   while (cn_loop_run(loop, UV_RUN_ONCE) > 0 && ++turns < 100000) {
@@ -91,7 +84,7 @@ static void test_send_and_receive(void) {
   cn_waiter other;
   cn_waiter_init(&other, on_datagram, &got);
   CHECK_EQ_INT(cn_udp_recv(b, &other), CN_EBUSY);
-  run_until(loop, &got.calls);
+  check_run_until(loop, &got.calls);
   CHECK_EQ_INT(got.status, 5);
   CHECK_EQ_SIZE(got.len, 5);
   CHECK(memcmp(got.data, "hello", 5) == 0);
@@ -129,10 +122,10 @@ static void test_queued_send(void) {
   CHECK_EQ_INT(cn_udp_send(a, &at_b, &one, 1, &second), CN_EBUSY);
   CHECK_EQ_INT(sent.calls, 0);
   sends_blocked = 0;
-  run_until(loop, &sent.calls);
+  check_run_until(loop, &sent.calls);
   CHECK_EQ_INT(sent.status, 0);
   CHECK_EQ_INT(cn_udp_recv(b, &rw), 0);
-  run_until(loop, &got.calls);
+  check_run_until(loop, &got.calls);
   CHECK_EQ_SIZE(got.len, 6);
   CHECK(memcmp(got.data, "queued", 6) == 0);
   /* Queued again, then closed before the kernel takes it: CN_ECLOSED. */
@@ -141,7 +134,7 @@ static void test_queued_send(void) {
   CHECK_EQ_INT(cn_udp_send(a, &at_b, &part, 1, &w), 1);
   cn_udp_close(a);
   sends_blocked = 0;
-  run_until(loop, &sent.calls);
+  check_run_until(loop, &sent.calls);
   CHECK_EQ_INT(sent.status, CN_ECLOSED);
   cn_udp_close(b);
   run_to_end(loop);
@@ -166,7 +159,7 @@ static void test_cancelled_send_waiter(void) {
   cn_waiter_cancel(&w);
   CHECK_EQ_INT(cn_udp_send(a, &at_b, &part, 1, &w), 1); /* queued behind it, not busy */
   sends_blocked = 0;
-  run_until(loop, &sent.calls);
+  check_run_until(loop, &sent.calls);
   CHECK_EQ_INT(sent.status, 0);
   cn_udp_close(a);
   cn_udp_close(b);
