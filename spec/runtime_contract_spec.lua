@@ -51,11 +51,12 @@ describe("deadlines", function()
       local _, r, w = helper.pair(function(sr, sw)
         assert.are.equal("ping", sr:read_line()) -- resumed from the read callback
         sw:write("pong\n")
-        busy(0.4)                                 -- the client's deadline passes meanwhile
+        busy(t(0.4))                              -- the client's deadline passes meanwhile
         sr:read_line()
       end)
       assert(w:write("ping\n"))
-      local line, err = r:read_line { timeout = 0.2 }
+      -- scaled: under valgrind the ping's round to the server alone can take 0.2 s
+      local line, err = r:read_line { timeout = t(0.2) }
       assert.are.equal("pong", line, tostring(err))
     end)
   end)
