@@ -27,6 +27,10 @@ external_dependencies = {
       header = "uv.h",
       library = "uv",
    },
+   OPENSSL = {
+      header = "openssl/ssl.h",
+      library = "ssl",
+   },
 }
 
 build = {
@@ -40,10 +44,11 @@ build = {
       -- coronet/*.lua. Not LUA_LIBDIR: pkg_search_module(LUA) owns that name.
       LIBDIR = "$(LIBDIR)",
       LUADIR = "$(LUADIR)",
-      -- A libuv outside the standard places (`luarocks make LIBUV_DIR=/opt/uv`):
-      -- pkg-config looks in $(LIBUV_DIR)/lib/pkgconfig first, and the module
-      -- keeps that library directory as its run path.
-      CMAKE_PREFIX_PATH = "$(LIBUV_DIR)",
+      -- A libuv or an OpenSSL outside the standard places (`luarocks make
+      -- LIBUV_DIR=/opt/uv OPENSSL_DIR=/opt/ssl`): pkg-config looks in
+      -- <dir>/lib/pkgconfig first, and the module keeps those library
+      -- directories as its run path.
+      CMAKE_PREFIX_PATH = "$(LIBUV_DIR);$(OPENSSL_DIR)",
       CMAKE_INSTALL_RPATH_USE_LINK_PATH = "ON",
    },
 }

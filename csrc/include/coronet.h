@@ -34,7 +34,13 @@ extern "C" {
   XX(LINE_TOO_LONG, -30005, "line_too_long", NULL, "line exceeds buffer size")   \
   XX(STALLED, -30006, "stalled", NULL, "unflushed data exceeded buffer age limit") \
   XX(NOADDR, -30007, "no_matching_addresses", "no_matching_addresses",           \
-     "no address matched")
+     "no address matched")                                                       \
+  XX(TLS_HANDSHAKE, -30008, "tls_handshake", "tls", "TLS handshake failed")     \
+  XX(TLS_VERIFY, -30009, "tls_verify", "tls", "TLS certificate verification failed") \
+  XX(TLS_TRUNCATED, -30010, "tls_truncated", "tls",                              \
+     "TLS stream truncated: the peer closed without close_notify")               \
+  XX(TLS_PROTOCOL, -30011, "tls_protocol", "tls", "TLS protocol error")          \
+  XX(TLS_CONFIG, -30012, "tls_config", "tls", "invalid TLS configuration")
 
 enum {
 #define CN__ERRNO_ENUM(name, value, str, kind, msg) CN_E##name = value,
@@ -656,6 +662,125 @@ int cn_channel_wait(cn_channel *ch, cn_loop *loop, cn_waiter *w);
 typedef struct cn_thread cn_thread;
 int cn_thread_start(cn_thread **out, void (*fn)(void *arg), void *arg);
 int cn_thread_join(cn_thread *t);
+
+/* ------------------------------------------------------------------- tls */
+
+/* A TLS engine over OpenSSL memory BIOs: no sockets, no libuv, no blocking.
+ * The caller moves bytes: ciphertext the peer sent goes in with
+ * cn_tls_feed, ciphertext to send comes out with cn_tls_take_out, and
+ * plaintext goes through cn_tls_read and cn_tls_write. After EVERY call on a
+ * connection (a handshake step, a read, a write, a shutdown, an error
+ * included: it may have queued an alert) the caller sends what
+ * cn_tls_take_out gives.
+ *
+ * Errors: CN_ETLS_HANDSHAKE (the handshake failed: garbage instead of a
+ * hello, no common protocol, version or ALPN, the peer closed mid-handshake),
+ * CN_ETLS_VERIFY (a certificate was missing or failed verification, ours as
+ * reported by the peer's alert or the peer's as checked here),
+ * CN_ETLS_TRUNCATED (the peer's transport ended without close_notify),
+ * CN_ETLS_PROTOCOL (a bad record or an alert after the handshake),
+ * CN_ETLS_CONFIG (options: a file missing or unreadable, a key not matching
+ * its certificate, a bad ALPN name or session), UV_ENOMEM. Each comes with a
+ * message naming the cause (OpenSSL's reason, the verification error, the
+ * file): cn_tls_conn_message, or the msg buffer of cn_tls_ctx_new. Every
+ * call clears OpenSSL's per-thread error queue before and after itself, so
+ * no error leaks from one connection to another. */
+typedef struct cn_tls_ctx cn_tls_ctx;
+typedef struct cn_tls_conn cn_tls_conn;
+
+typedef struct cn_tls_ctx_opts {
+  int server;              /* 1: a server context; 0: a client one */
+  int no_verify;           /* client: skip verifying the server (verification is on by default) */
+  const char *ca_file;     /* client: trust these (PEM) instead of the system store */
+  const char *ca_path;     /* client: a hashed directory of CAs, instead of the system store */
+  const char *cert_file;   /* PEM chain: required for a server, optional for a client */
+  const char *key_file;    /* PEM key: given exactly when cert_file is; checked to match it */
+  const char *client_ca_file; /* server: request a client certificate and require one verified by these */
+  const char *const *alpn; /* protocol names ("h2", "http/1.1"), most preferred first; NULL = none */
+  size_t alpn_count;
+} cn_tls_ctx_opts;
+
+/* A context: one SSL_CTX (TLS 1.2 at least) for one server or one client
+ * configuration, shared by its connections. Counted: *out holds the first
+ * reference and each connection holds one. On failure (CN_ETLS_CONFIG,
+ * UV_ENOMEM) *out is NULL and msg (if msg_size > 0) says why, naming the
+ * file. A server offered ALPN names it shares none of fails the handshake. */
+int cn_tls_ctx_new(cn_tls_ctx **out, const cn_tls_ctx_opts *opts, char *msg, size_t msg_size);
+void cn_tls_ctx_ref(cn_tls_ctx *ctx);
+void cn_tls_ctx_unref(cn_tls_ctx *ctx);
+int cn_tls_ctx_is_server(const cn_tls_ctx *ctx);
+
+/* One connection's engine, as ctx's side (client or server). Holds a
+ * reference to ctx. 0 or UV_ENOMEM. */
+int cn_tls_conn_new(cn_tls_conn **out, cn_tls_ctx *ctx);
+/* Client, before the first handshake step: the name sent as SNI and, when
+ * the context verifies, checked against the server's certificate; an IP
+ * literal is checked against the certificate's IP addresses and not sent
+ * (SNI carries host names only). Without it no name is checked. UV_EINVAL
+ * on a server; CN_ETLS_CONFIG if OpenSSL refuses the name. */
+int cn_tls_set_server_name(cn_tls_conn *c, const char *name);
+/* Client, before the first handshake step: a session from cn_tls_session
+ * to resume. CN_ETLS_CONFIG if the bytes are not one; UV_EINVAL on a server. */
+int cn_tls_set_session(cn_tls_conn *c, const void *data, size_t len);
+void cn_tls_conn_free(cn_tls_conn *c);
+
+/* The engine asks for more ciphertext from the peer: feed some and call again. */
+enum { CN_TLS_WANT_READ = 1 };
+
+/* Ciphertext received from the peer (copied). 0 or UV_ENOMEM. */
+int cn_tls_feed(cn_tls_conn *c, const char *data, size_t len);
+/* The peer's transport has ended: reads then give UV_EOF after its
+ * close_notify, CN_ETLS_TRUNCATED without one, CN_ETLS_HANDSHAKE before the
+ * handshake is done. */
+void cn_tls_feed_eof(cn_tls_conn *c);
+/* Ciphertext fed and not yet decrypted, plus plaintext decrypted and not
+ * yet read: while non-zero, cn_tls_read may give bytes without more input. */
+size_t cn_tls_in_pending(const cn_tls_conn *c);
+
+/* One step of the handshake: 0 when it is done, CN_TLS_WANT_READ, or an error. */
+int cn_tls_handshake(cn_tls_conn *c);
+int cn_tls_handshake_done(const cn_tls_conn *c);
+/* Plaintext into buf: 0 with *nread > 0, CN_TLS_WANT_READ (nothing decrypted
+ * yet: feed more), UV_EOF (the peer's close_notify), or an error. Drives the
+ * handshake first if it is not done. */
+int cn_tls_read(cn_tls_conn *c, char *buf, size_t size, size_t *nread);
+/* Encrypts all of data (TLS records queued for cn_tls_take_out): 0,
+ * CN_TLS_WANT_READ while the handshake is not done (nothing taken),
+ * CN_ECLOSED after cn_tls_shutdown, or an error. */
+int cn_tls_write(cn_tls_conn *c, const char *data, size_t len);
+/* Queues close_notify once; no-op before the handshake is done or after a
+ * fatal error (a fatal error has queued its alert already). 0. */
+int cn_tls_shutdown(cn_tls_conn *c);
+
+/* Ciphertext waiting to be sent, and taking up to size bytes of it into buf
+ * (returns how many). */
+size_t cn_tls_out_pending(const cn_tls_conn *c);
+size_t cn_tls_take_out(cn_tls_conn *c, char *buf, size_t size);
+
+/* What the last error on c was about (OpenSSL's reason, the verification
+ * error), "" before any. Valid until the next call on c. */
+const char *cn_tls_conn_message(const cn_tls_conn *c);
+
+/* The negotiated parameters, once the handshake is done (UV_EINVAL before).
+ * The strings live as long as c. */
+typedef struct cn_tls_info {
+  const char *version;       /* "TLSv1.3" */
+  const char *cipher;        /* "TLS_AES_256_GCM_SHA384" */
+  const char *alpn;          /* the protocol selected (not NUL-terminated), NULL if none */
+  size_t alpn_len;
+  int peer_certificate;      /* the peer showed a certificate */
+  int verified;              /* ...and it was verified (chain, dates, and the name a client set) */
+  int reused;                /* the session was resumed */
+} cn_tls_info;
+int cn_tls_get_info(const cn_tls_conn *c, cn_tls_info *out);
+/* The peer certificate's subject, RFC 2253 ("CN=localhost"), into buf like
+ * snprintf: returns the full length, 0 without a peer certificate. */
+size_t cn_tls_peer_subject(const cn_tls_conn *c, char *buf, size_t size);
+/* Client: the session to resume later, serialised (DER), into buf if it
+ * fits; returns its full length, or 0 when there is none to resume yet (in
+ * TLS 1.3 the server's ticket arrives after the handshake, with the first
+ * read). */
+size_t cn_tls_session(const cn_tls_conn *c, unsigned char *buf, size_t size);
 
 #ifdef __cplusplus
 }
