@@ -3,10 +3,15 @@
  * only leftovers are copied into the stream's own (pooled) buffer. Reading
  * runs while there is room below the cap, or a waiter wants more, and stops
  * otherwise (back-pressure). Watchers only hear of read events: they never
- * make the reader read, nor read more. */
-#include <errno.h>
+ * make the reader read, nor read more.
+ *
+ * Who calls whom: stream.c and the public API call in; this file calls the
+ * stream's top transport (read_start, read_stop; transport.h), which sends
+ * its read events back through cn__reader_on_alloc and cn__reader_on_read.
+ * Upward it only tells stream.c that the reader is done
+ * (cn__stream_maybe_finish) or that the stream must end (cn_stream_abort);
+ * it never calls the writer. */
 #include <string.h>
-#include <sys/socket.h>
 #include "stream.h"
 
 void cn__reader_init(cn_stream *s) {
@@ -75,9 +80,6 @@ static int should_read(cn_stream *s) {
          cn_reader_buffered(s) < target_size(s);
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out);
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-
 /* Reading could not start: the input ends with that error, as if read had
  * returned it, so a waiter hears of it (on the next turn: this runs inside
  * calls of the waiter's owner) instead of waiting for bytes that cannot come. */
@@ -86,22 +88,27 @@ static void end_input(cn_stream *s, int err) {
   cn__reader_fail_waiters(s, err, 1);
 }
 
+static void stop_reading(cn_stream *s) {
+  cn_transport *t = cn__transport_top(s);
+  t->vt->read_stop(s, t);
+  s->r.reading = 0;
+}
+
 void cn__reader_update(cn_stream *s) {
   int want = should_read(s);
   if (want && !s->r.reading) {
-    int rc = uv_read_start(&s->h.stream, on_alloc, on_read);
+    cn_transport *t = cn__transport_top(s);
+    int rc = t->vt->read_start(s, t);
     if (rc == 0)
       s->r.reading = 1;
     else
       end_input(s, rc);
   } else if (!want && s->r.reading) {
-    uv_read_stop(&s->h.stream);
-    s->r.reading = 0;
+    stop_reading(s);
   }
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out) {
-  cn_stream *s = CN_CONTAINER_OF(handle, cn_stream, h.handle);
+void cn__reader_on_alloc(cn_stream *s, size_t suggested, uv_buf_t *out) {
   cn_reader *r = &s->r;
   size_t len = cn_buf_len(&r->buf), target = target_size(s), room = 0;
   (void)suggested;
@@ -148,21 +155,6 @@ static void keep_leftovers(cn_stream *s) {
   if (cn_buf_append(&r->buf, p, n) < 0) cn_stream_abort(s, UV_ENOMEM);
 }
 
-/* How the input ended. libuv reports UV_EOF without reading again when the
- * poll says the peer hung up right after a short read, and a reset (an
- * aborted peer) then looks like a clean end. The socket's pending error,
- * left unread by that shortcut, tells the two apart. Linux records a reset
- * that came after the peer's FIN as EPIPE (tcp_reset in CLOSE_WAIT): the
- * input had ended cleanly, as read() itself then says, so that is EOF. */
-static int end_status(cn_stream *s, ssize_t nread) {
-  int fd = cn_stream_fileno(s), err = 0;
-  socklen_t len = sizeof err;
-  if (nread != UV_EOF || fd < 0 || s->kind == CN_STREAM_PIPE || s->kind == CN_STREAM_TTY) return (int)nread;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err && err != EPIPE)
-    return uv_translate_sys_error(err);
-  return UV_EOF;
-}
-
 /* Handles one read; the scratch, if lent for it, is still out. */
 static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int lent) {
   cn_reader *r = &s->r;
@@ -185,7 +177,7 @@ static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int le
     keep_leftovers(s);
     CN_ASSERT(r->view_len == 0); /* nothing points into the scratch past the span */
   } else {
-    r->status = end_status(s, nread);
+    r->status = (int)nread;
     notify(s);
     tell_watchers(s, r->status);
   }
@@ -195,8 +187,7 @@ static void handle_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf, int le
 
 /* The lending span of the scratch ends here, whatever the fiber woken in
  * handle_read did (the loop outlives every stream). */
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  cn_stream *s = CN_CONTAINER_OF(stream, cn_stream, h.stream);
+void cn__reader_on_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf) {
   cn_loop *loop = s->loop;
   int lent = cn__loop_scratch_owns(loop, buf->base);
   handle_read(s, nread, buf, lent);
@@ -252,28 +243,21 @@ void cn_reader_close(cn_stream *s) {
   cn__stream_maybe_finish(s);
 }
 
-/* The transfer is one step of a loop its caller drives: it hands the
- * buffered bytes (the scratch view or the buffer, in place) to the writer,
- * as long as the writer's pending bytes stay at or below its mark, so the
- * writer holds at most its mark plus one chunk. Not consuming is the
- * back-pressure on the reader: its buffer fills to the cap and it stops. */
-int cn_reader_transfer(cn_stream *from, cn_stream *to, uint64_t *moved) {
-  for (;;) {
-    int wst = cn_writer_status(to);
-    if (wst) return wst;
-    if (cn_stream_is_closing(to)) return CN_ECLOSED;
-    if (cn_writer_pending(to) > cn_writer_hwm(to)) return CN_TRANSFER_WAIT_WRITER;
-    size_t n;
-    const char *p = cn_reader_peek(from, &n);
-    if (n == 0) {
-      int rst = cn_reader_status(from);
-      if (rst == UV_EOF) return 0;
-      if (rst) return rst;
-      return from->state == CN_STREAM_OPEN ? CN_TRANSFER_WAIT_READER : CN_ECLOSED;
-    }
-    int rc = cn_writer_write(to, p, n);
-    if (rc < 0) return rc;
-    cn_reader_consume(from, n);
-    *moved += n;
+/* The bytes the reader holds came from below the transport t being pushed
+ * on top: they go to t (which copies them), not to whoever reads. Reading
+ * through the old top stops; the push restarts it through t. */
+int cn__reader_hand_off(cn_stream *s, cn_transport *t) {
+  cn_reader *r = &s->r;
+  size_t n;
+  const char *p = cn_reader_peek(s, &n);
+  if (r->reading) stop_reading(s);
+  int rc = n ? t->vt->adopt(s, t, p, n) : 0;
+  if (rc < 0) return rc;
+  if (r->view_len) {
+    r->view = NULL;
+    r->view_len = 0;
+  } else {
+    cn__loop_buf_release(s->loop, &r->buf);
   }
+  return 0;
 }

@@ -1,6 +1,14 @@
 /* stream.c: one stream: a tcp or unix socket, a pipe or a terminal. Owns
  * the libuv handle, counts its references, and runs the one close sequence:
- * stop reading, flush (bounded), shut down, close the fd. */
+ * stop reading, flush (bounded), shut down, close the fd.
+ *
+ * Who calls whom: the public API and the core's connect.c, server.c and
+ * process.c call in; this file calls the reader and writer (reader.c,
+ * writer.c), which call the stream's top transport (transport.h), whose
+ * base reads and writes the handle this file opens and closes. Events come
+ * back up: the transport's to the reader and writer, theirs to this file
+ * (cn__stream_maybe_finish: a half is done). A stacked transport is pushed
+ * here, and closed and released with the handle. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -35,6 +43,7 @@ int cn__stream_new(cn_loop *loop, int kind, cn_stream **out) {
   s->kind = kind;
   cn_list_init(&s->close_waiters);
   cn_list_init(&s->server_link);
+  cn__transport_init_plain(s);
   cn__reader_init(s);
   cn__writer_init(s);
   cn__object_add(loop, &s->obj, close_for_loop);
@@ -319,6 +328,21 @@ void cn_stream_close_wait(cn_stream *s, cn_waiter *w) {
   if (s->state == CN_STREAM_CLOSED) cn__waiter_fire_later(w, 0);
 }
 
+/* How the input ended. libuv reports UV_EOF without reading again when the
+ * poll says the peer hung up right after a short read, and a reset (an
+ * aborted peer) then looks like a clean end. The socket's pending error,
+ * left unread by that shortcut, tells the two apart. Linux records a reset
+ * that came after the peer's FIN as EPIPE (tcp_reset in CLOSE_WAIT): the
+ * input had ended cleanly, as read() itself then says, so that is EOF. */
+ssize_t cn__stream_end_status(cn_stream *s, ssize_t nread) {
+  int fd = cn_stream_fileno(s), err = 0;
+  socklen_t len = sizeof err;
+  if (nread != UV_EOF || fd < 0 || s->kind == CN_STREAM_PIPE || s->kind == CN_STREAM_TTY) return nread;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err && err != EPIPE)
+    return uv_translate_sys_error(err);
+  return UV_EOF;
+}
+
 /* Closing a socket whose receive queue holds unread bytes makes Linux send a
  * reset instead of a FIN, and the peer may then lose data we already
  * flushed. So when unread bytes are found at close, they are dropped and the
@@ -371,10 +395,12 @@ static void on_linger_timeout(cn_timer *t, void *data) {
   cn__stream_close_handle(data, CN_ECLOSED);
 }
 
+/* The linger reads the handle under every transport: the reader is closed,
+ * and a stacked transport has no more to say (its side is shut). */
 static int start_linger(cn_stream *s) {
   if (!s->w.shut || s->w.status) return 0; /* no FIN sent: nothing to wait for */
   if (!s->w.timer && cn_timer_new(s->loop, &s->w.timer) < 0) return 0;
-  if (s->r.reading) uv_read_stop(&s->h.stream);
+  uv_read_stop(&s->h.stream);
   s->r.reading = 0;
   if (uv_read_start(&s->h.stream, linger_alloc, linger_read) < 0) return 0;
   s->lingering = 1;
@@ -386,6 +412,24 @@ void cn__stream_maybe_finish(cn_stream *s) {
   if (s->state != CN_STREAM_OPEN || s->lingering || !s->r.closed || !cn__writer_done(s)) return;
   if (discard_unread(s) && start_linger(s)) return;
   cn__stream_close_handle(s, CN_ECLOSED);
+}
+
+/* The stacked transports stop when the handle starts closing, top first. */
+static void close_transports(cn_stream *s) {
+  for (cn_transport *t = cn__transport_top(s); t != &s->base; t = cn__transport_below(s, t)) t->vt->close(s, t);
+}
+
+/* Once the handle is closed no event can reach them: they are freed. */
+static void release_transports(cn_stream *s) {
+  cn_transport *t = s->base.above;
+  s->base.above = NULL;
+  while (t) {
+    cn_transport *next = t->above;
+    t->vt->release(s, t);
+    t = next;
+  }
+  free(s->req);
+  s->req = NULL;
 }
 
 static void on_handle_closed(uv_handle_t *handle) {
@@ -400,6 +444,7 @@ static void on_handle_closed(uv_handle_t *handle) {
   totals->bytes_out += s->bytes_out;
   cn__reader_release(s);
   cn__writer_release(s);
+  release_transports(s);
   if (s->on_closed) s->on_closed(s, s->on_closed_data);
   cn__waiters_fire_all(&s->close_waiters, 0, 0);
   cn_stream_unref(s);
@@ -416,5 +461,47 @@ void cn__stream_close_handle(cn_stream *s, int status) {
     s->w.timer = NULL;
   }
   cn_loop_unpost(s->loop, &s->w.flush_task);
+  close_transports(s);
   uv_close(&s->h.handle, on_handle_closed);
+}
+
+int cn__stream_push_transport(cn_stream *s, cn_transport *t) {
+  if (s->state != CN_STREAM_OPEN || s->r.closed || s->w.closing) return CN_ECLOSED;
+  if (!s->connected) return UV_ENOTCONN;
+  if (s->r.status) return s->r.status;
+  if (cn_writer_pending(s)) return CN_EBUSY;
+  int rc = cn__reader_hand_off(s, t);
+  if (rc == 0) {
+    cn__transport_top(s)->above = t;
+    t->above = NULL;
+  }
+  cn__reader_update(s);
+  return rc;
+}
+
+/* The transfer is one step of a loop its caller drives: it hands the
+ * buffered bytes (the scratch view or the buffer, in place) to the writer,
+ * as long as the writer's pending bytes stay at or below its mark, so the
+ * writer holds at most its mark plus one chunk. Not consuming is the
+ * back-pressure on the reader: its buffer fills to the cap and it stops.
+ * It lives here, above both halves, so that the reader never calls a writer. */
+int cn_reader_transfer(cn_stream *from, cn_stream *to, uint64_t *moved) {
+  for (;;) {
+    int wst = cn_writer_status(to);
+    if (wst) return wst;
+    if (cn_stream_is_closing(to)) return CN_ECLOSED;
+    if (cn_writer_pending(to) > cn_writer_hwm(to)) return CN_TRANSFER_WAIT_WRITER;
+    size_t n;
+    const char *p = cn_reader_peek(from, &n);
+    if (n == 0) {
+      int rst = cn_reader_status(from);
+      if (rst == UV_EOF) return 0;
+      if (rst) return rst;
+      return from->state == CN_STREAM_OPEN ? CN_TRANSFER_WAIT_READER : CN_ECLOSED;
+    }
+    int rc = cn_writer_write(to, p, n);
+    if (rc < 0) return rc;
+    cn_reader_consume(from, n);
+    *moved += n;
+  }
 }

@@ -1,10 +1,11 @@
 /* stream.h: the stream struct shared by stream.c, reader.c, writer.c,
- * connect.c and server.c. Internal. */
+ * transport.c, connect.c and server.c. Internal. */
 #ifndef CN_STREAM_H
 #define CN_STREAM_H
 
 #include "buf.h"
 #include "internal.h"
+#include "transport.h"
 
 typedef struct cn_reader {
   cn_buf buf;           /* leftover bytes; storage only while non-empty */
@@ -12,30 +13,22 @@ typedef struct cn_reader {
   size_t view_len;
   size_t cap;           /* reader_buffer_size */
   int status;           /* 0, then UV_EOF or an error once the peer is done */
-  int reading;          /* uv_read_start is active */
+  int reading;          /* reading through the top transport (read_start) */
   int out_of_memory;    /* on_alloc could not grow the buffer */
   int closed;
   cn_list waiters;      /* at most one */
   cn_list watchers;     /* any number; told of the next read event, never counted in what is read */
 } cn_reader;
 
-/* A writer has at most one request in flight, and the shutdown only follows
- * the last write, so both share one block that idle connections never get. */
-union cn__writer_req {
-  uv_write_t write;
-  uv_shutdown_t shutdown;
-};
-
 typedef struct cn_writer {
   cn_buf pending;       /* accepted, not yet handed to the kernel */
-  cn_buf flushing;      /* handed to uv_write, in flight */
-  union cn__writer_req *req; /* the one request in flight: a write, then the shutdown; made on first use */
+  cn_buf flushing;      /* handed to the transport's write, in flight */
   cn_task flush_task;
   cn_list waiters;      /* at most one */
   cn_timer *timer;      /* buffer age limit, or close timeout once closing */
   size_t hwm;
   size_t max_chunk;     /* most bytes handed to one system call (uv_buf_t lengths are unsigned) */
-  size_t in_flight_len; /* bytes of `flushing` in the uv_write in flight */
+  size_t in_flight_len; /* bytes of `flushing` in the write in flight */
   uint64_t age_limit_ms, close_timeout_ms;
   uint64_t pending_since, flushing_since;
   int status;           /* sticky error */
@@ -45,6 +38,14 @@ typedef struct cn_writer {
 
 enum { CN_STREAM_OPEN, CN_STREAM_CLOSING, CN_STREAM_CLOSED };
 
+/* The plain transport has at most one request in flight (its one user
+ * writes, then shuts down), so both share one block that idle connections
+ * never get. */
+union cn__plain_req {
+  uv_write_t write;
+  uv_shutdown_t shutdown;
+};
+
 struct cn_stream {
   union {
     uv_handle_t handle;
@@ -53,6 +54,8 @@ struct cn_stream {
     uv_pipe_t pipe;
     uv_tty_t tty;
   } h;
+  cn_transport base;    /* the plain transport over h; base.above: those stacked on it */
+  union cn__plain_req *req; /* the base's request in flight: made on first use */
   cn__object obj;
   cn_loop *loop;
   unsigned refs;
@@ -71,6 +74,13 @@ struct cn_stream {
   uint64_t bytes_in, bytes_out;
 };
 
+/* The layer the reader and writer use (transport.h). */
+static inline cn_transport *cn__transport_top(cn_stream *s) {
+  cn_transport *t = &s->base;
+  while (t->above) t = t->above;
+  return t;
+}
+
 /* stream.c */
 int cn__stream_new(cn_loop *loop, int kind, cn_stream **out);
 /* A new unix stream with its pipe handle initialised, not yet connected. */
@@ -86,17 +96,33 @@ void cn__stream_connected(cn_stream *s);
 void cn__stream_maybe_finish(cn_stream *s);
 /* Closes at once like cn_stream_abort, but resets only if unflushed bytes are dropped. */
 void cn__stream_cut(cn_stream *s, int status);
+/* The status a read of nread < 0 ends the input with: a reset libuv
+ * reported as UV_EOF is told apart (the plain transport asks). */
+ssize_t cn__stream_end_status(cn_stream *s, ssize_t nread);
 /* Start uv_close now; waiters get `status`. */
 void cn__stream_close_handle(cn_stream *s, int status);
+/* Installs t on top of the stream's transports (transport.h says how). 0,
+ * or: CN_ECLOSED once either half or the stream closes, UV_ENOTCONN before
+ * connect, the reader's end status once the input ended, CN_EBUSY while the
+ * writer holds bytes, or adopt's error (nothing is changed then). */
+int cn__stream_push_transport(cn_stream *s, cn_transport *t);
 
 /* reader.c */
 void cn__reader_init(cn_stream *s);
 void cn__reader_update(cn_stream *s);
+/* The top transport's read events. */
+void cn__reader_on_alloc(cn_stream *s, size_t suggested, uv_buf_t *out);
+void cn__reader_on_read(cn_stream *s, ssize_t nread, const uv_buf_t *buf);
+/* Stops reading and hands the unconsumed bytes to t's adopt (a push). */
+int cn__reader_hand_off(cn_stream *s, cn_transport *t);
 void cn__reader_fail_waiters(cn_stream *s, int status, int later);
 void cn__reader_release(cn_stream *s);
 
 /* writer.c */
 void cn__writer_init(cn_stream *s);
+/* The top transport's write events. */
+void cn__writer_on_written(cn_stream *s, int status);
+void cn__writer_on_shut(cn_stream *s, int status);
 int cn__writer_done(const cn_stream *s);
 void cn__writer_fail_waiters(cn_stream *s, int status, int later);
 void cn__writer_release(cn_stream *s);

@@ -1,10 +1,17 @@
 /* writer.c: the buffered writer. Writes append to `pending` and are flushed
  * by one task just before the loop next blocks, so small writes made in one
  * turn leave in one system call. The flush tries a direct write first; what
- * the kernel does not take goes out by uv_write from `flushing` while new
+ * the kernel does not take goes out by a queued write from `flushing` while new
  * writes keep appending to `pending`. Large writes on an idle writer skip the
- * copy and go straight to the kernel. */
-#include <stdlib.h>
+ * copy and go straight to the kernel.
+ *
+ * Who calls whom: stream.c and the public API call in; this file calls the
+ * stream's top transport (write, try_write, shutdown; transport.h), which
+ * sends its events back through cn__writer_on_written and
+ * cn__writer_on_shut. Upward it only tells stream.c that the writer is done
+ * (cn__stream_maybe_finish) or that the stream must end (cn_stream_abort);
+ * it never calls the reader (it reads whether the input ended, to skip a
+ * shutdown that close sends anyway). */
 #include "stream.h"
 
 /* A write this large, with nothing queued, is tried directly before copying. */
@@ -65,8 +72,6 @@ void cn__writer_fail_waiters(cn_stream *s, int status, int later) {
 
 void cn__writer_release(cn_stream *s) {
   if (cn_writer_pending(s)) s->w.dropped = 1;
-  free(s->w.req);
-  s->w.req = NULL;
   cn__loop_buf_release(s->loop, &s->w.pending);
   cn__loop_buf_release(s->loop, &s->w.flushing);
   cn__writer_fail_waiters(s, s->w.status ? s->w.status : CN_ECLOSED, 0);
@@ -84,14 +89,7 @@ static void fail(cn_stream *s, int err) {
   cn__stream_maybe_finish(s);
 }
 
-/* The request block, made on first use; freed with the stream's buffers. */
-static union cn__writer_req *request(cn_stream *s) {
-  if (!s->w.req) s->w.req = malloc(sizeof *s->w.req);
-  return s->w.req;
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  cn_stream *s = req->data;
+void cn__writer_on_shut(cn_stream *s, int status) {
   (void)status; /* ENOTCONN when the peer already went: the side is shut either way */
   s->w.shut = 1;
   cn__stream_maybe_finish(s);
@@ -105,9 +103,8 @@ static void start_shutdown(cn_stream *s) {
   /* When both sides are done, close() itself sends our FIN: no shutdown(2).
    * A shared socket (cn_stream_open_dup) is the caller's to shut down. */
   int both_done = s->r.status == UV_EOF && s->r.closed;
-  union cn__writer_req *req = both_done || s->shared ? NULL : request(s);
-  if (req) req->shutdown.data = s;
-  if (!req || uv_shutdown(&req->shutdown, &s->h.stream, on_shutdown) < 0) {
+  cn_transport *t = cn__transport_top(s);
+  if (both_done || s->shared || t->vt->shutdown(s, t) < 0) {
     w->shut = 1;
     cn__stream_maybe_finish(s);
   }
@@ -140,15 +137,21 @@ static uv_buf_t chunk(const cn_stream *s, const char *p, size_t n) {
   return uv_buf_init((char *)p, (unsigned)CN_MIN(n, s->w.max_chunk));
 }
 
-static void on_written(uv_write_t *req, int status);
+/* What the transport took of p at once: a count (0 when it would block or
+ * has no such fast path, as TLS may not), or an error. */
+static int try_write(cn_stream *s, const char *p, size_t n) {
+  uv_buf_t b = chunk(s, p, n);
+  cn_transport *t = cn__transport_top(s);
+  int k = t->vt->try_write(s, t, &b, 1);
+  return k == UV_EAGAIN || k == UV_ENOTSUP ? 0 : k;
+}
 
-/* Hands the next chunk of `flushing` to uv_write. */
+/* Hands the next chunk of `flushing` to the transport's write. */
 static void write_flushing(cn_stream *s) {
   cn_writer *w = &s->w;
   uv_buf_t b = chunk(s, cn_buf_data(&w->flushing), cn_buf_len(&w->flushing));
-  union cn__writer_req *req = request(s);
-  if (req) req->write.data = s;
-  int rc = req ? uv_write(&req->write, &s->h.stream, &b, 1, on_written) : UV_ENOMEM;
+  cn_transport *t = cn__transport_top(s);
+  int rc = t->vt->write(s, t, &b, 1);
   if (rc < 0) {
     fail(s, rc);
     return;
@@ -158,8 +161,7 @@ static void write_flushing(cn_stream *s) {
   arm_age_timer(s);
 }
 
-static void on_written(uv_write_t *req, int status) {
-  cn_stream *s = req->data;
+void cn__writer_on_written(cn_stream *s, int status) {
   cn_writer *w = &s->w;
   w->in_flight = 0;
   if (status < 0) {
@@ -188,9 +190,8 @@ static void flush(cn_stream *s) {
   if (w->in_flight || s->state != CN_STREAM_OPEN || w->status || !s->connected) return;
   size_t len = cn_buf_len(&w->pending);
   if (len) {
-    uv_buf_t b = chunk(s, cn_buf_data(&w->pending), len);
-    int n = uv_try_write(&s->h.stream, &b, 1);
-    if (n < 0 && n != UV_EAGAIN) {
+    int n = try_write(s, cn_buf_data(&w->pending), len);
+    if (n < 0) {
       fail(s, n);
       return;
     }
@@ -209,10 +210,9 @@ static void flush(cn_stream *s) {
 
 /* Hands a large write straight to the kernel; returns how much it took. */
 static size_t write_direct(cn_stream *s, const char *p, size_t n, int *err) {
-  uv_buf_t b = chunk(s, p, n);
-  int k = uv_try_write(&s->h.stream, &b, 1);
+  int k = try_write(s, p, n);
   if (k < 0) {
-    if (k != UV_EAGAIN) *err = k;
+    *err = k;
     return 0;
   }
   s->bytes_out += (uint64_t)k;
