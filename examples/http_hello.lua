@@ -95,6 +95,10 @@ local function serve(_, reader, writer)
   end
 end
 
+-- Loaded by examples/https_hello.lua (dofile), this file gives its handler
+-- to serve over TLS instead of running.
+if not arg[0]:match("http_hello%.lua$") then return serve end
+
 coronet.run(function()
   local server = assert(tcp.Server.create(tcp.Where_to_listen.on_port(port), serve,
     { on_handler_error = "ignore", max_connections = 20000 }))

@@ -171,6 +171,8 @@ int lcn_open_udp(lua_State *L);
 int lcn_open_process(lua_State *L);
 /* lworkers.c: channels and worker threads for coronet.net_workers */
 int lcn_open_workers(lua_State *L);
+/* ltls.c: TLS contexts, starttls and tls_info (coronet.tls) */
+int lcn_open_tls(lua_State *L);
 
 /* Registers class cls: a metatable with the metamethods and __index = methods. */
 void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta);

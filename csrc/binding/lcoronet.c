@@ -366,5 +366,6 @@ LUALIB_API int luaopen_coronet_core(lua_State *L) {
   lcn_open_udp(L);
   lcn_open_process(L);
   lcn_open_workers(L);
+  lcn_open_tls(L);
   return 1;
 }

@@ -47,7 +47,9 @@ end
 -- as in Eio); with `sw`, the flow is attached to the switch, which closes it
 -- at its end.
 -- @param addr an address value (`coronet.address(ip, port)`, `coronet.unix_address(path)`)
--- @tparam[opt] table opts `sw`, `timeout`
+-- With `tls` (client options, see coronet.tls; `server_name` defaults to
+-- the address's IP) the flow returned has finished its TLS handshake.
+-- @tparam[opt] table opts `sw`, `timeout`, `tls`
 -- @return flow, or `nil, err, code`
 function M.connect(addr, opts)
   opts = check_opts(opts, "coronet.net.connect")
@@ -55,6 +57,10 @@ function M.connect(addr, opts)
   check_timeout(opts.timeout, "coronet.net.connect")
   local flow, err, code = core.connect { address = addr, timeout = opts.timeout, caller = "net.connect" }
   if not flow then return nil, err, code end
+  if opts.tls then
+    local ok, terr, tcode = require("coronet.tls").connect(flow, opts.tls, addr.ip)
+    if not ok then return nil, terr, tcode end
+  end
   if opts.sw then opts.sw:attach(flow) end
   return flow
 end
@@ -125,11 +131,13 @@ end
 -- previous one unless that one has connected or failed (a failure starts
 -- the next at once); earlier attempts keep running, the first to connect
 -- wins and the others are closed. `happy_eyeballs = false` tries one
--- address at a time. `addresses = {addr, ...}` skips DNS.
+-- address at a time. `addresses = {addr, ...}` skips DNS. `tls` (client
+-- options, see coronet.tls; `server_name` defaults to `host`) runs the TLS
+-- handshake before `f`.
 -- @tparam string host a name or an IP literal
 -- @param service a port number, a numeric string or a service name ("http")
 -- @tparam function f
--- @tparam[opt] table opts `timeout`, `addresses`, `happy_eyeballs`
+-- @tparam[opt] table opts `timeout`, `addresses`, `happy_eyeballs`, `tls`
 -- @return `f`'s results, or `nil, err, code`
 function M.with_tcp_connect(host, service, f, opts)
   local fn = "coronet.net.with_tcp_connect"
@@ -141,6 +149,10 @@ function M.with_tcp_connect(host, service, f, opts)
   local flow
   flow, err, code = core.connect(request)
   if not flow then return nil, err, code end
+  if opts.tls then
+    local ok, terr, tcode = require("coronet.tls").connect(flow, opts.tls, host)
+    if not ok then return nil, terr, tcode end
+  end
   local result = pack(xpcall(f, errors.with_traceback, flow))
   flow:close()
   flow:close_finished()

@@ -392,6 +392,23 @@ local function serve_until_stopped(listening, handler, opts)
   return value, stats_of(state, listening)
 end
 
+-- The handler behind a TLS handshake in the connection's own fiber, with
+-- one context for the server (made now: a bad certificate or key fails
+-- run_server before any client). A failed handshake closes that flow only.
+local function with_handshake(handler, tls_opts)
+  local tls = require "coronet.tls"
+  local ctx, err, code = tls.server_context(tls_opts)
+  if not ctx then return nil, err, code end
+  return function(flow, address)
+    local ok, terr = tls.accept(flow, ctx, tls_opts)
+    if not ok then
+      core.log("coronet: TLS handshake with " .. tostring(address) .. " failed: " .. tostring(terr))
+      return
+    end
+    return handler(flow, address)
+  end
+end
+
 --- Serves every connection: `handler(flow, address)` runs in a fiber of its
 -- own per client, on the foundation's accept loop (at most
 -- `max_connections` at once, no over-accept, EMFILE back-off); the flow
@@ -400,7 +417,9 @@ end
 -- added as in `accept_fork`; without it the first error closes every
 -- connection and is raised here), `stop` (a deferred: once determined, stop
 -- accepting, let the connections finish, return its value), `workers` (see
--- coronet.net_workers; `handler` is then a `"module.name:function"` string).
+-- coronet.net_workers; `handler` is then a `"module.name:function"` string),
+-- `tls` (server options, see coronet.tls: each connection's handshake runs
+-- in its fiber before `handler`; not with `workers` > 1 yet).
 -- Cancelling the fiber that runs it closes every connection at once and
 -- returns `nil, err, "cancelled"`; the listening socket stays open (its
 -- owner closes it). Closing the listening socket ends it with
@@ -419,8 +438,16 @@ function M.run_server(listening, handler, opts)
   if listening.serving then error("coronet.net.run_server: this listening socket is already serving", 2) end
   if listening.closed then return nil, closed_error("run_server"), "closed" end
   check_can_wait()
+  if opts.tls ~= nil and (opts.workers or 1) > 1 then
+    error("coronet.net.run_server: tls with workers > 1 is not supported yet", 2)
+  end
   if (opts.workers or 1) > 1 then return require("coronet.net_workers").run(listening, handler, opts) end
   if type(handler) == "string" then handler = M.load_handler(handler) end
+  if opts.tls ~= nil then
+    local err, code
+    handler, err, code = with_handshake(handler, opts.tls)
+    if not handler then return nil, err, code end
+  end
   return serve_until_stopped(listening, handler, opts)
 end
 

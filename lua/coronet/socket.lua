@@ -149,4 +149,30 @@ function methods.copy_to(sock, other)
   return copied
 end
 
+--- Upgrades a connected socket to TLS (SMTP's, IMAP's or Postgres's
+-- STARTTLS) and waits for the handshake; reads and writes are then
+-- plaintext through the same reader and writer. Bytes the reader already
+-- holds unread are the first the TLS engine reads, not lost. The options
+-- are a client's, or with `server = true` a server's (coronet.tls lists
+-- them); a client that verifies needs `server_name`. The writer must hold
+-- no unflushed bytes (`busy` otherwise). A bad option raises.
+-- @function starttls
+-- @tparam table opts
+-- @treturn true, or `nil, err, code` (kind `"tls"`: `tls_handshake`,
+-- `tls_verify` with OpenSSL's reason in the message, `tls_config`; or
+-- `timeout` after `handshake_timeout`, default 10 s)
+function methods.starttls(sock, opts)
+  return require("coronet.tls").starttls(sock, opts)
+end
+
+--- What TLS negotiated: `version` ("TLSv1.3"), `cipher`, `alpn` (nil if
+-- none), `peer_subject` ("CN=..."; nil without a peer certificate),
+-- `peer_certificate`, `verified`, `reused` (a resumed session), and for a
+-- client `session`, a string to pass back as the `session` option (in TLS
+-- 1.3 it comes with the server's first bytes after the handshake: read
+-- something first).
+-- @function tls_info
+-- @treturn table, or nil for a socket without TLS
+methods.tls_info = core.tls_info
+
 return methods

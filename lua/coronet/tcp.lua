@@ -10,7 +10,9 @@
 -- from `tcp.socket()`: it is tried once, at the first address of its family,
 -- and closed if that attempt fails), `happy_eyeballs` (off by default: the
 -- addresses are tried one at a time; `true` or `{delay = s}` races them as
--- RFC 8305 says, see `coronet.net.with_tcp_connect`).
+-- RFC 8305 says, see `coronet.net.with_tcp_connect`), `tls` (a table of
+-- client options, see `coronet.tls`: the socket returned has finished its
+-- handshake; `server_name` defaults to the host connected to).
 -- @module coronet.tcp
 local core = require "coronet.core"
 local errors = require "coronet.errors"
@@ -124,6 +126,11 @@ function M.connect(where_to, opts)
   local sock, err, code = M.connect_sock(where_to, opts)
   if not sock then return nil, err, code end
   sock:configure(buffers)
+  if opts.tls then
+    local host = where_to.host or where_to.address.ip
+    local ok, terr, tcode = require("coronet.tls").connect(sock, opts.tls, host)
+    if not ok then return nil, terr, tcode end
+  end
   return sock, sock:reader(), sock:writer()
 end
 

@@ -7,7 +7,9 @@
 -- serving even if its __tostring raises),
 -- `buffer_age_limit` (default 120 s, or "unlimited"), `reader_buffer_size`,
 -- `writer_buffer_size`, `close_timeout`, `reuse_port`, `socket` (a bound
--- listening descriptor to use instead of the address). Counts are positive
+-- listening descriptor to use instead of the address), `tls` (a table of
+-- server options, see `coronet.tls`: each connection's handshake runs in its
+-- own fiber before the handler). Counts are positive
 -- integers and durations as in `socket:configure`; a bad value raises an
 -- error naming `tcp.Server.create` and the option.
 -- @module coronet.tcp_server
@@ -64,6 +66,18 @@ local function handler_ended(server)
   if server.active == 0 and server.closed then server.handlers_idle:fill() end
 end
 
+-- The TLS handshake of an accepted connection, in its own fiber; one that
+-- fails (garbage, a stall past handshake_timeout, a rejected certificate)
+-- closes that connection only, and is logged.
+local function handshake(server, sock, address)
+  local ok, err = require("coronet.tls").accept(sock, server.tls, server.tls_opts)
+  if ok then return true end
+  core.log("coronet: TLS handshake with " .. tostring(address) .. " failed: " .. tostring(err))
+  sock:close()
+  handler_ended(server)
+  return false
+end
+
 -- The body of each connection's fiber (kept shallow: every frame is stack
 -- that an idle connection's coroutine holds).
 local function serve(server, sock, address)
@@ -72,6 +86,7 @@ local function serve(server, sock, address)
     return
   end
   server.active = server.active + 1
+  if server.tls and not handshake(server, sock, address) then return end
   local ok, err
   if server.halves then
     ok, err = xpcall(server.handler, with_traceback, address, sock:reader(), sock:writer())
@@ -102,6 +117,11 @@ function M.create_sock(where_to, handler, opts)
   listen_opts.max_connections, listen_opts.max_accepts_per_batch = opts.max_connections, opts.max_accepts_per_batch
   listen_opts.backlog, listen_opts.reuse_port = opts.backlog, opts.reuse_port
   server.halves = opts.halves
+  if opts.tls then -- the context first: a bad certificate or key fails here, before any client
+    local ctx, err, code = require("coronet.tls").server_context(opts.tls)
+    if not ctx then return nil, err, code end
+    server.tls, server.tls_opts = ctx, opts.tls
+  end
   local core_server, err, code = core.listen(opts.socket or where_to.address, listen_opts, serve, server)
   if not core_server then return nil, err, code end
   server.core = core_server
