@@ -142,6 +142,26 @@ describe("TLS between coronet clients and servers", function()
   end)
 end)
 
+describe("TLS socket lifetime", function()
+  it("a TLS socket left to the collector closes gracefully (close_notify) and frees its engine", function()
+    helper.run(function()
+      local ended = coronet.ivar()
+      local server, port = tls_server(nil, function(_, r)
+        ended:fill(select(3, r:contents({ timeout = t(5) })))
+      end)
+      do
+        local sock = helper.connect(to_localhost(port), { tls = client_tls() })
+        assert.is_table(sock:tls_info())
+      end
+      collectgarbage()
+      collectgarbage()
+      local code = ended.deferred:wait(t(5))
+      assert.is_nil(code) -- a graceful close: close_notify went out before the FIN
+      helper.await(server:close())
+    end)
+  end)
+end)
+
 describe("TLS verification failures", function()
   local function refused(port, opts, reason)
     local sock, err, code = tcp.connect(to_localhost(port), { tls = client_tls(opts) })
