@@ -363,6 +363,40 @@ describe("TLS in coronet.net", function()
       listening:close()
     end)
   end)
+
+  it("run_server with tls and workers: every worker state handshakes with its own context", function()
+    helper.run(function()
+      local net = require "coronet.net"
+      local listening = assert(net.listen(coronet.address("127.0.0.1", 0), { reuse_port = true }))
+      local port = listening:getsockname().port
+      local stop = coronet.ivar()
+      local served = coronet.spawn(net.run_server, listening, "net_workers_fixture:flow_echo",
+        { workers = 2, stop = stop.deferred, tls = server_tls() })
+      local clients = {}
+      for i = 1, 24 do
+        clients[i] = coronet.spawn(function()
+          local flow = assert(net.connect(coronet.address("127.0.0.1", port), { tls = client_tls() }))
+          flow:write("client ", i, "\n")
+          local line = flow:reader():read_line({ timeout = t(5) })
+          flow:close()
+          return line
+        end)
+      end
+      for i, client in ipairs(clients) do assert.are.equal("client " .. i, client:join(t(10))) end
+      stop:fill("done")
+      local value, stats = served:join(t(10))
+      assert.are.equal("done", value)
+      assert.are.equal(24, stats.accepted)
+      -- a bad key fails before any worker starts; a context object cannot cross states
+      helper.failed_with("tls_config", net.run_server(listening, "net_workers_fixture:flow_echo",
+        { workers = 2, tls = server_tls({ key_file = cert("wrong.key") }) }))
+      local ctx = assert(require("coronet.tls").context(server_tls(), "server"))
+      assert.has_error(function()
+        net.run_server(listening, "net_workers_fixture:flow_echo", { workers = 2, tls = { context = ctx } })
+      end, "coronet.net.run_server: a tls context cannot cross to worker states (pass the options)")
+      listening:close()
+    end, 30)
+  end)
 end)
 
 describe("TLS with peers no one here wrote", function()

@@ -226,7 +226,7 @@ setmetatable(M, {
   __index = function(t, key) -- submodules load on first use
     if key == "tcp" or key == "tcp_server" or key == "where" or key == "deferred" or key == "reader"
       or key == "writer" or key == "socket" or key == "switch" or key == "net" or key == "connection"
-      or key == "process" then
+      or key == "process" or key == "tls" then
       local mod = require("coronet." .. key)
       rawset(t, key, mod)
       return mod

@@ -17,6 +17,7 @@ local core = require "coronet.core"
 local errors = require "coronet.errors"
 local net_dns = require "coronet.net_dns"
 local tcp = require "coronet.tcp"
+local tls = require "coronet.tls"
 require "coronet.socket" -- the flow methods: read, write, copy_to
 
 local pack, unpack = table.pack, table.unpack
@@ -58,7 +59,7 @@ function M.connect(addr, opts)
   local flow, err, code = core.connect { address = addr, timeout = opts.timeout, caller = "net.connect" }
   if not flow then return nil, err, code end
   if opts.tls then
-    local ok, terr, tcode = require("coronet.tls").connect(flow, opts.tls, addr.ip)
+    local ok, terr, tcode = tls.connect(flow, opts.tls, addr.ip)
     if not ok then return nil, terr, tcode end
   end
   if opts.sw then opts.sw:attach(flow) end
@@ -150,7 +151,7 @@ function M.with_tcp_connect(host, service, f, opts)
   flow, err, code = core.connect(request)
   if not flow then return nil, err, code end
   if opts.tls then
-    local ok, terr, tcode = require("coronet.tls").connect(flow, opts.tls, host)
+    local ok, terr, tcode = tls.connect(flow, opts.tls, host)
     if not ok then return nil, terr, tcode end
   end
   local result = pack(xpcall(f, errors.with_traceback, flow))

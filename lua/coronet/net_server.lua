@@ -7,6 +7,7 @@
 local core = require "coronet.core"
 local deferred = require "coronet.deferred"
 local errors = require "coronet.errors"
+local tls = require "coronet.tls"
 require "coronet.socket" -- flows have their Lua methods in every state, worker states included
 
 local M = {}
@@ -392,20 +393,18 @@ local function serve_until_stopped(listening, handler, opts)
   return value, stats_of(state, listening)
 end
 
--- The handler behind a TLS handshake in the connection's own fiber, with
+--- The handler behind a TLS handshake in the connection's own fiber, with
 -- one context for the server (made now: a bad certificate or key fails
 -- run_server before any client). A failed handshake closes that flow only.
-local function with_handshake(handler, tls_opts)
-  local tls = require "coronet.tls"
+-- Each worker state makes its own (net_workers).
+-- @tparam function handler
+-- @tparam table tls_opts the server's TLS options
+-- @return the wrapped handler, or `nil, err, "tls_config"`
+function M.with_tls_handshake(handler, tls_opts)
   local ctx, err, code = tls.server_context(tls_opts)
   if not ctx then return nil, err, code end
   return function(flow, address)
-    local ok, terr = tls.accept(flow, ctx, tls_opts)
-    if not ok then
-      core.log("coronet: TLS handshake with " .. tostring(address) .. " failed: " .. tostring(terr))
-      return
-    end
-    return handler(flow, address)
+    if tls.accept(flow, ctx, tls_opts, address) then return handler(flow, address) end
   end
 end
 
@@ -419,7 +418,8 @@ end
 -- accepting, let the connections finish, return its value), `workers` (see
 -- coronet.net_workers; `handler` is then a `"module.name:function"` string),
 -- `tls` (server options, see coronet.tls: each connection's handshake runs
--- in its fiber before `handler`; not with `workers` > 1 yet).
+-- in its fiber before `handler`; with `workers` each state makes its own
+-- context from these options, so they cannot hold a `context` object).
 -- Cancelling the fiber that runs it closes every connection at once and
 -- returns `nil, err, "cancelled"`; the listening socket stays open (its
 -- owner closes it). Closing the listening socket ends it with
@@ -438,14 +438,11 @@ function M.run_server(listening, handler, opts)
   if listening.serving then error("coronet.net.run_server: this listening socket is already serving", 2) end
   if listening.closed then return nil, closed_error("run_server"), "closed" end
   check_can_wait()
-  if opts.tls ~= nil and (opts.workers or 1) > 1 then
-    error("coronet.net.run_server: tls with workers > 1 is not supported yet", 2)
-  end
   if (opts.workers or 1) > 1 then return require("coronet.net_workers").run(listening, handler, opts) end
   if type(handler) == "string" then handler = M.load_handler(handler) end
   if opts.tls ~= nil then
     local err, code
-    handler, err, code = with_handshake(handler, opts.tls)
+    handler, err, code = M.with_tls_handshake(handler, opts.tls)
     if not handler then return nil, err, code end
   end
   return serve_until_stopped(listening, handler, opts)

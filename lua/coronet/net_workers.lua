@@ -129,6 +129,14 @@ function M.worker_main(id, config_text, to_main, inbox)
       send("failed", { message = tostring(handler) })
       return
     end
+    if config.tls then -- this state's own context, from the same options
+      local err
+      handler, err = net_server.with_tls_handshake(handler, config.tls)
+      if not handler then
+        send("failed", { message = tostring(err) })
+        return
+      end
+    end
     send("loaded")
     if inbox:receive() ~= "go" then return end
     serve_in_worker(id, config, inbox, send, handler)
@@ -253,10 +261,13 @@ local function pump(pool, handle_error, wake_with)
   end
 end
 
-local function check_worker_args(listening, handler)
+local function check_worker_args(listening, handler, opts)
   if type(handler) ~= "string" then
     error("coronet.net.run_server: with workers > 1 the handler must be a \"module.name:function\" string "
       .. "(functions cannot cross Lua states)", 4)
+  end
+  if type(opts.tls) == "table" and opts.tls.context ~= nil then
+    error("coronet.net.run_server: a tls context cannot cross to worker states (pass the options)", 4)
   end
   local address = listening:getsockname()
   if address.family == "unix" then error("coronet.net.run_server: workers > 1 need a TCP listening socket", 4) end
@@ -269,11 +280,16 @@ end
 --- Runs the server on `opts.workers` states (see the module); called by `net.run_server`.
 -- @return the stop value and the stats summed over the workers, or `nil, err, code`
 function M.run(listening, handler, opts)
-  local address = check_worker_args(listening, handler)
-  local handler_fn = net_server.load_handler(handler) -- raises naming the module
+  local address = check_worker_args(listening, handler, opts)
+  local handler_fn, err, code = net_server.load_handler(handler) -- raises naming the module
+  if opts.tls then -- the calling state's context first: a bad certificate fails before any worker starts
+    handler_fn, err, code = net_server.with_tls_handshake(handler_fn, opts.tls)
+    if not handler_fn then return nil, err, code end
+  end
   local n = opts.workers
-  local pool, err, code = start_workers(n, { handler = handler, ip = address.ip, port = address.port,
-                                             backlog = listening.backlog, max_connections = opts.max_connections })
+  local pool
+  pool, err, code = start_workers(n, { handler = handler, ip = address.ip, port = address.port, tls = opts.tls,
+                                       backlog = listening.backlog, max_connections = opts.max_connections })
   if not pool then return nil, err, code end
   local wake = deferred.ivar()
   local function wake_with(...) if not wake.filled then wake:fill(...) end end

@@ -9,6 +9,7 @@
 -- whichever Lua state, made them.
 -- @module coronet.socket
 local core = require "coronet.core"
+local tls = require "coronet.tls"
 require "coronet.reader"
 require "coronet.writer"
 
@@ -162,7 +163,7 @@ end
 -- `tls_verify` with OpenSSL's reason in the message, `tls_config`; or
 -- `timeout` after `handshake_timeout`, default 10 s)
 function methods.starttls(sock, opts)
-  return require("coronet.tls").starttls(sock, opts)
+  return tls.starttls(sock, opts)
 end
 
 --- What TLS negotiated: `version` ("TLSv1.3"), `cipher`, `alpn` (nil if

@@ -16,6 +16,7 @@
 -- @module coronet.tcp
 local core = require "coronet.core"
 local errors = require "coronet.errors"
+local tls = require "coronet.tls"
 require "coronet.socket" -- adds the methods written in Lua to sockets, readers and writers
 local where = require "coronet.where"
 
@@ -128,7 +129,7 @@ function M.connect(where_to, opts)
   sock:configure(buffers)
   if opts.tls then
     local host = where_to.host or where_to.address.ip
-    local ok, terr, tcode = require("coronet.tls").connect(sock, opts.tls, host)
+    local ok, terr, tcode = tls.connect(sock, opts.tls, host)
     if not ok then return nil, terr, tcode end
   end
   return sock, sock:reader(), sock:writer()

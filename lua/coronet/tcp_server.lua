@@ -16,6 +16,7 @@
 local core = require "coronet.core"
 local deferred = require "coronet.deferred"
 local tcp = require "coronet.tcp"
+local tls = require "coronet.tls"
 
 local Server = {}
 Server.__index = Server
@@ -67,12 +68,9 @@ local function handler_ended(server)
 end
 
 -- The TLS handshake of an accepted connection, in its own fiber; one that
--- fails (garbage, a stall past handshake_timeout, a rejected certificate)
--- closes that connection only, and is logged.
+-- fails closes that connection only.
 local function handshake(server, sock, address)
-  local ok, err = require("coronet.tls").accept(sock, server.tls, server.tls_opts)
-  if ok then return true end
-  core.log("coronet: TLS handshake with " .. tostring(address) .. " failed: " .. tostring(err))
+  if tls.accept(sock, server.tls, server.tls_opts, address) then return true end
   sock:close()
   handler_ended(server)
   return false
@@ -118,7 +116,7 @@ function M.create_sock(where_to, handler, opts)
   listen_opts.backlog, listen_opts.reuse_port = opts.backlog, opts.reuse_port
   server.halves = opts.halves
   if opts.tls then -- the context first: a bad certificate or key fails here, before any client
-    local ctx, err, code = require("coronet.tls").server_context(opts.tls)
+    local ctx, err, code = tls.server_context(opts.tls)
     if not ctx then return nil, err, code end
     server.tls, server.tls_opts = ctx, opts.tls
   end

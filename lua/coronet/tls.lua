@@ -120,13 +120,18 @@ function M.server_context(opts)
   return core.tls_context(opts, true)
 end
 
---- For servers: the handshake of an accepted socket, in its own fiber.
+--- For servers: the handshake of an accepted socket, in its own fiber. One
+-- that fails (garbage, a stall past handshake_timeout, a rejected
+-- certificate) is logged; the caller closes that connection only.
 -- @param sock the accepted socket
 -- @param ctx the server's context
 -- @tparam table opts server options
+-- @param address the peer's address, for the log line
 -- @treturn true, or `nil, err, code`
-function M.accept(sock, ctx, opts)
-  return core.tls_start(sock, ctx, nil, nil, handshake_timeout(opts))
+function M.accept(sock, ctx, opts, address)
+  local ok, err, code = core.tls_start(sock, ctx, nil, nil, handshake_timeout(opts))
+  if not ok then core.log("coronet: TLS handshake with " .. tostring(address) .. " failed: " .. tostring(err)) end
+  return ok, err, code
 end
 
 return M
