@@ -1,11 +1,13 @@
 --- Error values: what every I/O failure returns as `nil, err, code`.
 -- `err` is a table with `code` (a stable string), `kind` (Eio's category
 -- where one applies: "refused", "no_matching_addresses", "timeout",
--- "connection_reset"), `message`, `errno` and `address`; `tostring(err)` is
--- the message and `err .. "text"` concatenates. The codes come from one
--- table, in the C core (csrc/core/error.c): "timeout", "closed", "busy",
--- "cancelled", "line_too_long", "stalled", "no_matching_addresses", and
--- libuv's names such as "ECONNREFUSED", "ECONNRESET", "EAI_NONAME".
+-- "connection_reset", "tls"), `message`, `errno` and `address`;
+-- `tostring(err)` is the message and `err .. "text"` concatenates. The codes
+-- come from one table, in the C core (csrc/core/error.c): "timeout",
+-- "closed", "busy", "cancelled", "line_too_long", "stalled",
+-- "no_matching_addresses", "tls_handshake", "tls_verify", "tls_truncated",
+-- "tls_protocol", "tls_config", and libuv's names such as "ECONNREFUSED",
+-- "ECONNRESET", "EAI_NONAME".
 -- @module coronet.errors
 local core = require "coronet.core"
 
