@@ -2,9 +2,10 @@
 -- ECHO, SET, GET, DEL, EXISTS, CONFIG GET (enough for redis-cli and
 -- redis-benchmark), QUIT. Commands come as RESP arrays of bulk strings or as
 -- inline commands (words on a line). A pipelined batch is drained from what
--- is already buffered with the non-waiting reads (try_read_line,
--- try_really_read): no yield per command, and the replies of one batch
--- leave in one system call. A read waits only when a command is incomplete.
+-- is already buffered with the non-waiting reads (try_read_line, and
+-- try_really_read taking a bulk string and its "\r\n" in one call): no
+-- yield per command, and the replies of one batch leave in one system call.
+-- A read waits only when a command is incomplete.
 -- Serves until SIGTERM; port 0 picks a free port. Finds the module built in
 -- the checkout by itself.
 local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
@@ -28,16 +29,17 @@ local function next_line(reader)
   return reader:read_line()
 end
 
--- A bulk string of n bytes and its "\r\n": buffered, or waited for.
+-- A bulk string of n bytes and its "\r\n": buffered (both in one call), or
+-- waited for.
 local function next_bulk(reader, n)
-  local data, err, code
-  if reader:buffered() >= n + 2 then
-    data = reader:try_really_read(n)
-  else
+  local data, crlf = reader:try_really_read(n, 2)
+  if not data then
+    local err, code
     data, err, code = reader:really_read(n)
     if not data then return nil, err, code end
+    crlf, err, code = reader:really_read(2)
+    if not crlf then return nil, err, code end
   end
-  local crlf = reader:try_really_read(2) or reader:really_read(2)
   if crlf ~= "\r\n" then return nil, "protocol error: no CRLF after a bulk string", "protocol" end
   return data
 end
@@ -52,14 +54,14 @@ local function read_command(reader)
     for word in line:gmatch("%S+") do args[#args + 1] = word end
     return args
   end
-  local count = math.tointeger(tonumber(line:sub(2)))
+  local count = tonumber(line:sub(2), 10)
   if not count or count > MAX_ARGS then return nil, "protocol error: bad array length", "protocol" end
   local args = {}
   for i = 1, count do
     local header
     header, err, code = next_line(reader)
     if not header then return nil, err, code end
-    local n = header:byte(1) == 36 and math.tointeger(tonumber(header:sub(2))) -- "$n"
+    local n = header:byte(1) == 36 and tonumber(header:sub(2), 10) -- "$n": base 10 takes integers only
     if not n or n < 0 or n > MAX_BULK then return nil, "protocol error: bad bulk length", "protocol" end
     args[i], err, code = next_bulk(reader, n)
     if not args[i] then return nil, err, code end

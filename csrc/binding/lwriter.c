@@ -19,9 +19,7 @@ static cn_stream *waited_stream(lua_State *L) { return ((lcn_half *)lua_touserda
 /* Raises unless the argument at idx is a string, a number, or an array of
  * them (a plain table: one with a metatable, such as a value with
  * __tostring, would be written as nothing, so it is refused). */
-static void check_arg(lua_State *L, int idx) {
-  int t = lua_type(L, idx);
-  if (t == LUA_TSTRING || t == LUA_TNUMBER) return;
+static void check_table_arg(lua_State *L, int idx, int t) {
   if (t != LUA_TTABLE) luaL_typeerror(L, idx, "string or array of strings");
   luaL_argcheck(L, !lua_getmetatable(L, idx), idx, "a table with a metatable: convert it with tostring first");
   lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
@@ -35,28 +33,51 @@ static void check_arg(lua_State *L, int idx) {
   }
 }
 
-static int write_value(lua_State *L, cn_stream *s, int idx) {
+/* The decimal digits of v, as tostring gives them, written backwards from
+ * end; returns where they start. */
+static char *format_integer(lua_Integer v, char *end) {
+  lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v; /* mininteger too */
+  char *p = end;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) *--p = '-';
+  return p;
+}
+
+/* Appends the string or number at idx (of type t). An integer is formatted
+ * here rather than by lua_tolstring, which would make a Lua string of it
+ * (an allocation per number written); a float keeps Lua's own format. */
+static int write_value(lua_State *L, cn_stream *s, int idx, int t) {
   size_t n;
+  if (t == LUA_TNUMBER && lua_isinteger(L, idx)) {
+    char digits[24]; /* 19 digits and a sign */
+    char *end = digits + sizeof digits, *p = format_integer(lua_tointeger(L, idx), end);
+    return cn_writer_write(s, p, (size_t)(end - p));
+  }
   const char *p = lua_tolstring(L, idx, &n);
   return cn_writer_write(s, p, n);
+}
+
+static int append_table(lua_State *L, cn_stream *s, int idx) {
+  lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+  for (lua_Integer k = 1; k <= len; k++) {
+    int t = lua_rawgeti(L, idx, k);
+    int rc = write_value(L, s, -1, t);
+    lua_pop(L, 1);
+    if (rc < 0) return rc;
+  }
+  return 0;
 }
 
 /* Appends the arguments from 2 on, already checked. */
 static int append_args(lua_State *L, cn_stream *s) {
   int top = lua_gettop(L);
   for (int i = 2; i <= top; i++) {
-    if (!lua_istable(L, i)) {
-      int rc = write_value(L, s, i);
-      if (rc < 0) return rc;
-      continue;
-    }
-    lua_Integer len = (lua_Integer)lua_rawlen(L, i);
-    for (lua_Integer k = 1; k <= len; k++) {
-      lua_rawgeti(L, i, k);
-      int rc = write_value(L, s, -1);
-      lua_pop(L, 1);
-      if (rc < 0) return rc;
-    }
+    int t = lua_type(L, i);
+    int rc = t == LUA_TTABLE ? append_table(L, s, i) : write_value(L, s, i, t);
+    if (rc < 0) return rc;
   }
   return 0;
 }
@@ -93,7 +114,10 @@ static int l_write(lua_State *L) {
   lcn_half *h = check_writer(L);
   cn_stream *s = lcn_conn_stream(L, h->conn);
   int top = lua_gettop(L);
-  for (int i = 2; i <= top; i++) check_arg(L, i);
+  for (int i = 2; i <= top; i++) {
+    int t = lua_type(L, i);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER) check_table_arg(L, i, t);
+  }
   /* Another fiber's write waits for room: ours would pass its bytes. */
   if (cn_writer_room_awaited(s)) return lcn_fail_stream(L, CN_EBUSY, "write to", s);
   lua_Integer deadline = -1;
