@@ -2,8 +2,8 @@
 -- (pipelined requests too), HTTP/1.0 (closes unless keep-alive is asked),
 -- `Connection: close`, HEAD (the headers alone), request bodies with
 -- Content-Length (read and dropped), and 400 on anything it cannot parse.
--- The head is read in one call (read_until "\r\n\r\n", bounded by the
--- reader's cap) and parsed with a few string.find/match calls on it.
+-- The head is read in one call (read_until "\r\n\r\n", bounded by its
+-- max option) and parsed with a few plain finds and anchored matches on it.
 -- Serves until SIGTERM; port 0 picks a free port. Finds the module built in
 -- the checkout by itself.
 local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
@@ -43,6 +43,14 @@ local function request_line(head)
   return head:match("^(%u+) [^ \r\n]+ HTTP/1%.([01])%f[\r\0]")
 end
 
+-- The value of the field whose "\r\n<name>:" is given, up to its line's end,
+-- or nil. A plain find (memchr and memcmp) then a match anchored where the
+-- value starts: an unanchored pattern would be tried at every byte.
+local function field(fields, name)
+  local at = fields:find(name, 1, true)
+  return at and fields:match("^[^\r]*", at + #name)
+end
+
 -- Answers one request whose head (without its blank line) is `head`.
 -- Returns true to keep the connection.
 local function answer(reader, writer, head)
@@ -52,19 +60,20 @@ local function answer(reader, writer, head)
     return false
   end
   local fields = head:lower() -- each field follows a "\r\n"
-  if fields:find("\r\ntransfer%-encoding:") then
+  if field(fields, "\r\ntransfer-encoding:") then
     writer:write(NOT_IMPLEMENTED)
     return false
   end
   local length = 0
-  if fields:find("\r\ncontent%-length:") then
-    length = tonumber(fields:match("\r\ncontent%-length:[ \t]*(%d+)[ \t]*%f[\r\0]"))
+  local value = field(fields, "\r\ncontent-length:")
+  if value then
+    length = tonumber(value:match("^[ \t]*(%d+)[ \t]*$"))
     if not length or length > MAX_BODY then
       writer:write(BAD)
       return false
     end
   end
-  local connection = fields:match("\r\nconnection:([^\r]*)") or ""
+  local connection = field(fields, "\r\nconnection:") or ""
   local close, headers
   if minor == "1" then
     close = connection:find("close", 1, true) ~= nil
@@ -83,10 +92,11 @@ local function answer(reader, writer, head)
 end
 
 -- One connection: requests until the client closes, asks to, or sends junk.
--- A head longer than the reader's cap (64 KiB) is junk too.
+-- A head longer than 8 KiB (nginx's default bound) is junk too.
+local HEAD_LIMIT = { max = 8192 }
 local function serve(_, reader, writer)
   while true do
-    local head, _, code = reader:read_until("\r\n\r\n")
+    local head, _, code = reader:read_until("\r\n\r\n", HEAD_LIMIT)
     if not head then
       if code == "line_too_long" then writer:write(BAD) end
       return

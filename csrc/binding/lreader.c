@@ -111,34 +111,38 @@ static int step_line(lua_State *L, cn_stream *s, size_t *want) {
 }
 
 /* The until options at idx (none, or a table looked up only when given):
- * the bound on the bytes before the delimiter, min(max, cap), and keep.
- * A bad max raises. */
-static size_t until_opts(lua_State *L, int idx, cn_stream *s, int *keep) {
-  size_t cap = cn_reader_capacity(s);
-  *keep = 0;
-  if (!lua_istable(L, idx)) return cap;
+ * max (0 when absent) and keep, packed as max * 2 + keep. A bad max raises
+ * naming fn. */
+static lua_Integer until_opts(lua_State *L, int idx, const char *fn) {
+  if (!lua_istable(L, idx)) return 0;
+  lua_Integer max = 0;
   if (lua_getfield(L, idx, "max") != LUA_TNIL) {
     int is_int;
-    lua_Integer max = lua_tointegerx(L, -1, &is_int);
-    if (lua_type(L, -1) != LUA_TNUMBER || !is_int || max < 1)
-      luaL_error(L, "read_until: option 'max' must be an integer >= 1");
-    if ((lua_Unsigned)max < cap) cap = (size_t)max;
+    max = lua_tointegerx(L, -1, &is_int);
+    if (lua_type(L, -1) != LUA_TNUMBER || !is_int || max < 1 || max > LUA_MAXINTEGER / 2)
+      luaL_error(L, "%s: option 'max' must be an integer >= 1", fn);
   }
   lua_getfield(L, idx, "keep");
-  *keep = lua_toboolean(L, -1);
+  int keep = lua_toboolean(L, -1);
   lua_pop(L, 2);
-  return cap;
+  return max * 2 + keep;
+}
+
+/* The bound on the bytes before the delimiter: min(max, cap). */
+static size_t until_bound(cn_stream *s, lua_Integer packed) {
+  size_t cap = cn_reader_capacity(s);
+  lua_Unsigned max = (lua_Unsigned)(packed >> 1);
+  return max && max < cap ? (size_t)max : cap;
 }
 
 static int step_until(lua_State *L, cn_stream *s, size_t *want) {
   size_t n, dlen, before, used;
-  int keep;
-  const char *delim = luaL_checklstring(L, 2, &dlen);
-  size_t bound = until_opts(L, 3, s, &keep);
+  const char *delim = lua_tolstring(L, 2, &dlen);
+  lua_Integer opts = lua_tointeger(L, 3); /* start() packed them */
   const char *p = cn_reader_peek(s, &n);
-  int rc = scan_until(p, n, delim, dlen, bound, &before, &used);
+  int rc = scan_until(p, n, delim, dlen, until_bound(s, opts), &before, &used);
   if (rc == 1) {
-    lua_pushlstring(L, p, keep ? used : before);
+    lua_pushlstring(L, p, opts & 1 ? used : before);
     cn_reader_consume(s, used);
     return 1;
   }
@@ -309,6 +313,8 @@ static int start(lua_State *L, int op, int opts_idx) {
   lcn_half *h = check_reader(L);
   cn_stream *s = lcn_conn_stream(L, h->conn);
   lua_settop(L, 3);
+  /* read_until's options, read once (a bad one raises before anything else). */
+  lua_Integer until = op == OP_UNTIL ? until_opts(L, 3, "read_until") : 0;
   /* One reader at a time: while another fiber waits, every read (even one
    * the buffer could serve) fails with "busy" and touches no byte. */
   if (cn_reader_is_busy(s)) return ops[op].fail(L, s, CN_EBUSY);
@@ -320,6 +326,10 @@ static int start(lua_State *L, int op, int opts_idx) {
     lua_pushnil(L);
   lua_pushinteger(L, lcn_deadline(L, DEADLINE_IDX, h->conn->read_timeout));
   lua_replace(L, DEADLINE_IDX);
+  if (op == OP_UNTIL) {
+    lua_pushinteger(L, until);
+    lua_replace(L, 3);
+  }
   return drive(L, op);
 }
 
@@ -341,9 +351,7 @@ static void check_delim(lua_State *L) {
 
 /* reader:read_until(delim[, {keep=bool, max=n, timeout=}]) -> the bytes before delim (with it if keep). */
 static int l_read_until(lua_State *L) {
-  int keep;
   check_delim(L);
-  until_opts(L, 3, stream_of(L), &keep); /* a bad max raises before any wait */
   return start(L, OP_UNTIL, 3);
 }
 /* reader:really_read(n[, opts]) -> exactly n bytes. */
@@ -450,25 +458,23 @@ static int l_try_really_read(lua_State *L) {
 static int l_try_read_until(lua_State *L) {
   cn_stream *s = readable_stream(L);
   size_t dlen, n, before, used;
-  int keep;
   check_delim(L);
   const char *delim = lua_tolstring(L, 2, &dlen);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_Integer opts = until_opts(L, 3, "try_read_until");
   if (!s) {
-    if (lua_istable(L, 3)) until_opts(L, 3, stream_of(L), &keep); /* still raises on a bad max */
     lua_pushnil(L);
     return 1;
   }
-  size_t bound = until_opts(L, 3, s, &keep);
   const char *p = buffered_bytes(s, &n);
-  int rc = scan_until(p, n, delim, dlen, bound, &before, &used);
+  int rc = scan_until(p, n, delim, dlen, until_bound(s, opts), &before, &used);
   if (rc == 0 && n >= cn_reader_capacity(s)) rc = CN_ELINE_TOO_LONG;
   if (rc < 0) return fail_keep(L, s, rc);
   if (rc == 0) {
     lua_pushnil(L);
     return 1;
   }
-  lua_pushlstring(L, p, keep ? used : before);
+  lua_pushlstring(L, p, opts & 1 ? used : before);
   cn_reader_consume(s, used);
   return 1;
 }
