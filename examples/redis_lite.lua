@@ -22,12 +22,7 @@ local store = {}
 -- What CONFIG GET reports: redis-benchmark asks for these.
 local config = { save = "", appendonly = "no" }
 
--- The next line: buffered, or waited for.
-local function next_line(reader)
-  local line, err, code = reader:try_read_line()
-  if line or err then return line, err, code end
-  return reader:read_line()
-end
+local byte, sub = string.byte, string.sub
 
 -- A bulk string of n bytes and its "\r\n": buffered (both in one call), or
 -- waited for.
@@ -46,22 +41,28 @@ end
 
 -- The next command as an array of strings ({} for an empty inline line),
 -- or nil, err, code.
+-- Each line is taken from the buffer if it is whole there, else waited for.
 local function read_command(reader)
-  local line, err, code = next_line(reader)
-  if not line then return nil, err, code end
-  if line:byte(1) ~= 42 then -- not "*": an inline command
+  local line, err, code = reader:try_read_line()
+  if not line then
+    line, err, code = reader:read_line()
+    if not line then return nil, err, code end
+  end
+  if byte(line, 1) ~= 42 then -- not "*": an inline command
     local args = {}
     for word in line:gmatch("%S+") do args[#args + 1] = word end
     return args
   end
-  local count = tonumber(line:sub(2), 10)
+  local count = tonumber(sub(line, 2), 10) -- base 10 takes integers only
   if not count or count > MAX_ARGS then return nil, "protocol error: bad array length", "protocol" end
   local args = {}
   for i = 1, count do
-    local header
-    header, err, code = next_line(reader)
-    if not header then return nil, err, code end
-    local n = header:byte(1) == 36 and tonumber(header:sub(2), 10) -- "$n": base 10 takes integers only
+    local header = reader:try_read_line()
+    if not header then
+      header, err, code = reader:read_line()
+      if not header then return nil, err, code end
+    end
+    local n = byte(header, 1) == 36 and tonumber(sub(header, 2), 10) -- "$n"
     if not n or n < 0 or n > MAX_BULK then return nil, "protocol error: bad bulk length", "protocol" end
     args[i], err, code = next_bulk(reader, n)
     if not args[i] then return nil, err, code end
