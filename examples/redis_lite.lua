@@ -39,23 +39,26 @@ local function next_bulk(reader, n)
   return data
 end
 
--- The next command as an array of strings ({} for an empty inline line),
--- or nil, err, code.
--- Each line is taken from the buffer if it is whole there, else waited for.
-local function read_command(reader)
+-- Reads the next command into args[1..n] and returns n (0 for an empty
+-- inline line), or nil, err, code. One args table serves every command of
+-- a connection: no table is made per command. Each line is taken from the
+-- buffer if it is whole there, else waited for.
+local function read_command(reader, args)
   local line, err, code = reader:try_read_line()
   if not line then
     line, err, code = reader:read_line()
     if not line then return nil, err, code end
   end
   if byte(line, 1) ~= 42 then -- not "*": an inline command
-    local args = {}
-    for word in line:gmatch("%S+") do args[#args + 1] = word end
-    return args
+    local n = 0
+    for word in line:gmatch("%S+") do
+      n = n + 1
+      args[n] = word
+    end
+    return n
   end
   local count = tonumber(sub(line, 2), 10) -- base 10 takes integers only
   if not count or count > MAX_ARGS then return nil, "protocol error: bad array length", "protocol" end
-  local args = {}
   for i = 1, count do
     local header = reader:try_read_line()
     if not header then
@@ -67,7 +70,7 @@ local function read_command(reader)
     args[i], err, code = next_bulk(reader, n)
     if not args[i] then return nil, err, code end
   end
-  return args
+  return count > 0 and count or 0
 end
 
 local function bulk(writer, s)
@@ -80,41 +83,41 @@ local function wrong_args(writer, name)
 end
 
 local commands = {}
-function commands.PING(writer, args)
-  if #args > 2 then return wrong_args(writer, "ping") end
+function commands.PING(writer, args, n)
+  if n > 2 then return wrong_args(writer, "ping") end
   if args[2] then return bulk(writer, args[2]) end
   return writer:write("+PONG\r\n")
 end
-function commands.ECHO(writer, args)
-  if #args ~= 2 then return wrong_args(writer, "echo") end
+function commands.ECHO(writer, args, n)
+  if n ~= 2 then return wrong_args(writer, "echo") end
   return bulk(writer, args[2])
 end
-function commands.SET(writer, args)
-  if #args ~= 3 then return wrong_args(writer, "set") end
+function commands.SET(writer, args, n)
+  if n ~= 3 then return wrong_args(writer, "set") end
   store[args[2]] = args[3]
   return writer:write("+OK\r\n")
 end
-function commands.GET(writer, args)
-  if #args ~= 2 then return wrong_args(writer, "get") end
+function commands.GET(writer, args, n)
+  if n ~= 2 then return wrong_args(writer, "get") end
   return bulk(writer, store[args[2]])
 end
 -- DEL and EXISTS count the keys named (EXISTS counts repeats, as Redis does).
-local function count_keys(writer, args, name, drop)
-  if #args < 2 then return wrong_args(writer, name) end
-  local n = 0
-  for i = 2, #args do
+local function count_keys(writer, args, n, name, drop)
+  if n < 2 then return wrong_args(writer, name) end
+  local found = 0
+  for i = 2, n do
     if store[args[i]] ~= nil then
-      n = n + 1
+      found = found + 1
       if drop then store[args[i]] = nil end
     end
   end
-  return writer:write(":", n, "\r\n")
+  return writer:write(":", found, "\r\n")
 end
-function commands.DEL(writer, args) return count_keys(writer, args, "del", true) end
-function commands.EXISTS(writer, args) return count_keys(writer, args, "exists", false) end
+function commands.DEL(writer, args, n) return count_keys(writer, args, n, "del", true) end
+function commands.EXISTS(writer, args, n) return count_keys(writer, args, n, "exists", false) end
 -- CONFIG GET pattern: the parameter and its value, or an empty array.
-function commands.CONFIG(writer, args)
-  if #args ~= 3 or args[2]:upper() ~= "GET" then
+function commands.CONFIG(writer, args, n)
+  if n ~= 3 or args[2]:upper() ~= "GET" then
     return writer:write("-ERR only CONFIG GET parameter is supported\r\n")
   end
   local value = config[args[3]:lower()]
@@ -125,12 +128,12 @@ function commands.CONFIG(writer, args)
 end
 
 -- Runs one command; returns false to end the connection (QUIT).
-local function execute(writer, args)
+local function execute(writer, args, n)
+  if n == 0 then return true end -- an empty inline line
   local name = args[1]
-  if not name then return true end -- an empty inline line
   local command = commands[name] or commands[name:upper()]
   if command then
-    command(writer, args)
+    command(writer, args, n)
     return true
   end
   if name:upper() == "QUIT" then
@@ -142,13 +145,16 @@ local function execute(writer, args)
 end
 
 local function serve(_, reader, writer)
+  local args = {}
   while true do
-    local args, err, code = read_command(reader)
-    if not args then
+    local n, err, code = read_command(reader, args)
+    if not n then
       if code == "protocol" or code == "line_too_long" then writer:write("-ERR ", err, "\r\n") end
       return
     end
-    if not execute(writer, args) then return end
+    local more = execute(writer, args, n)
+    for i = 1, n do args[i] = nil end -- the values go; the table stays for the next command
+    if not more then return end
   end
 end
 
