@@ -14,6 +14,7 @@ package.cpath = root .. "/build/?.so;" .. package.cpath
 
 local coronet = require "coronet"
 local tcp = coronet.tcp
+local reader_fns, writer_fns = require "coronet.reader", require "coronet.writer"
 
 local port = tonumber(arg[1] or "6379")
 local MAX_ARGS, MAX_BULK = 1024 * 1024, 512 * 1024 * 1024
@@ -22,12 +23,17 @@ local store = {}
 -- What CONFIG GET reports: redis-benchmark asks for these.
 local config = { save = "", appendonly = "no" }
 
+-- The calls made per command, as locals: the readers' and writers' methods
+-- are also functions of their modules (reader.try_read_line(r) is
+-- r:try_read_line()), and calling them so skips the method lookup per call.
 local byte, sub = string.byte, string.sub
+local try_read_line, try_really_read = reader_fns.try_read_line, reader_fns.try_really_read
+local write = writer_fns.write
 
 -- A bulk string of n bytes and its "\r\n": buffered (both in one call), or
 -- waited for.
 local function next_bulk(reader, n)
-  local data, crlf = reader:try_really_read(n, 2)
+  local data, crlf = try_really_read(reader, n, 2)
   if not data then
     local err, code
     data, err, code = reader:really_read(n)
@@ -44,7 +50,7 @@ end
 -- a connection: no table is made per command. Each line is taken from the
 -- buffer if it is whole there, else waited for.
 local function read_command(reader, args)
-  local line, err, code = reader:try_read_line()
+  local line, err, code = try_read_line(reader)
   if not line then
     line, err, code = reader:read_line()
     if not line then return nil, err, code end
@@ -60,7 +66,7 @@ local function read_command(reader, args)
   local count = tonumber(sub(line, 2), 10) -- base 10 takes integers only
   if not count or count > MAX_ARGS then return nil, "protocol error: bad array length", "protocol" end
   for i = 1, count do
-    local header = reader:try_read_line()
+    local header = try_read_line(reader)
     if not header then
       header, err, code = reader:read_line()
       if not header then return nil, err, code end
@@ -74,19 +80,19 @@ local function read_command(reader, args)
 end
 
 local function bulk(writer, s)
-  if s == nil then return writer:write("$-1\r\n") end
-  return writer:write("$", #s, "\r\n", s, "\r\n")
+  if s == nil then return write(writer, "$-1\r\n") end
+  return write(writer, "$", #s, "\r\n", s, "\r\n")
 end
 
 local function wrong_args(writer, name)
-  return writer:write("-ERR wrong number of arguments for '", name:lower(), "' command\r\n")
+  return write(writer, "-ERR wrong number of arguments for '", name:lower(), "' command\r\n")
 end
 
 local commands = {}
 function commands.PING(writer, args, n)
   if n > 2 then return wrong_args(writer, "ping") end
   if args[2] then return bulk(writer, args[2]) end
-  return writer:write("+PONG\r\n")
+  return write(writer, "+PONG\r\n")
 end
 function commands.ECHO(writer, args, n)
   if n ~= 2 then return wrong_args(writer, "echo") end
@@ -95,7 +101,7 @@ end
 function commands.SET(writer, args, n)
   if n ~= 3 then return wrong_args(writer, "set") end
   store[args[2]] = args[3]
-  return writer:write("+OK\r\n")
+  return write(writer, "+OK\r\n")
 end
 function commands.GET(writer, args, n)
   if n ~= 2 then return wrong_args(writer, "get") end
@@ -111,18 +117,18 @@ local function count_keys(writer, args, n, name, drop)
       if drop then store[args[i]] = nil end
     end
   end
-  return writer:write(":", found, "\r\n")
+  return write(writer, ":", found, "\r\n")
 end
 function commands.DEL(writer, args, n) return count_keys(writer, args, n, "del", true) end
 function commands.EXISTS(writer, args, n) return count_keys(writer, args, n, "exists", false) end
 -- CONFIG GET pattern: the parameter and its value, or an empty array.
 function commands.CONFIG(writer, args, n)
   if n ~= 3 or args[2]:upper() ~= "GET" then
-    return writer:write("-ERR only CONFIG GET parameter is supported\r\n")
+    return write(writer, "-ERR only CONFIG GET parameter is supported\r\n")
   end
   local value = config[args[3]:lower()]
-  if value == nil then return writer:write("*0\r\n") end
-  writer:write("*2\r\n")
+  if value == nil then return write(writer, "*0\r\n") end
+  write(writer, "*2\r\n")
   bulk(writer, args[3]:lower())
   return bulk(writer, value)
 end
@@ -137,10 +143,10 @@ local function execute(writer, args, n)
     return true
   end
   if name:upper() == "QUIT" then
-    writer:write("+OK\r\n")
+    write(writer, "+OK\r\n")
     return false
   end
-  writer:write("-ERR unknown command '", name, "'\r\n")
+  write(writer, "-ERR unknown command '", name, "'\r\n")
   return true
 end
 
@@ -149,7 +155,7 @@ local function serve(_, reader, writer)
   while true do
     local n, err, code = read_command(reader, args)
     if not n then
-      if code == "protocol" or code == "line_too_long" then writer:write("-ERR ", err, "\r\n") end
+      if code == "protocol" or code == "line_too_long" then write(writer, "-ERR ", err, "\r\n") end
       return
     end
     local more = execute(writer, args, n)
