@@ -119,8 +119,9 @@ static lua_Integer until_opts(lua_State *L, int idx, const char *fn) {
   if (lua_getfield(L, idx, "max") != LUA_TNIL) {
     int is_int;
     max = lua_tointegerx(L, -1, &is_int);
-    if (lua_type(L, -1) != LUA_TNUMBER || !is_int || max < 1 || max > LUA_MAXINTEGER / 2)
+    if (lua_type(L, -1) != LUA_TNUMBER || !is_int || max < 1)
       luaL_error(L, "%s: option 'max' must be an integer >= 1", fn);
+    if (max > LUA_MAXINTEGER / 2) max = LUA_MAXINTEGER / 2; /* room for keep; the cap bounds it anyway */
   }
   lua_getfield(L, idx, "keep");
   int keep = lua_toboolean(L, -1);
@@ -442,7 +443,8 @@ static int l_try_really_read(lua_State *L) {
   }
   if (fields == 1) return push_consumed(L, s, p, need);
   if (fields > LUA_MINSTACK) luaL_checkstack(L, fields, "too many sizes");
-  for (int i = 2, at = 0; i <= top; i++) {
+  size_t at = 0;
+  for (int i = 2; i <= top; i++) {
     size_t size = (size_t)lua_tointeger(L, i);
     lua_pushlstring(L, p + at, size);
     at += size;
