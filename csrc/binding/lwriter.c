@@ -2,6 +2,9 @@
  * at or below the high-water mark; above it the fiber waits until the kernel
  * has taken enough, and only then takes its bytes (a failed write takes
  * nothing). */
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
 #include "lbinding.h"
 
 static lcn_half *check_writer(lua_State *L) {
@@ -46,16 +49,31 @@ static char *format_integer(lua_Integer v, char *end) {
   return p;
 }
 
-/* Appends the string or number at idx (of type t). An integer is formatted
- * here rather than by lua_tolstring, which would make a Lua string of it
- * (an allocation per number written); a float keeps Lua's own format. */
-static int write_value(lua_State *L, cn_stream *s, int idx, int t) {
-  size_t n;
-  if (t == LUA_TNUMBER && lua_isinteger(L, idx)) {
-    char digits[24]; /* 19 digits and a sign */
-    char *end = digits + sizeof digits, *p = format_integer(lua_tointeger(L, idx), end);
-    return cn_writer_write(s, p, (size_t)(end - p));
+/* A float as tostring writes it (lobject.c's tostringbuff): Lua's number
+ * format, and ".0" after what would read as an integer. Returns the length. */
+static size_t format_float(lua_Number v, char *buf, size_t size) {
+  int len = lua_number2str(buf, size - 2, v);
+  if (len < 0 || (size_t)len >= size - 2) len = (int)size - 3; /* cannot happen with Lua's formats */
+  if (buf[strspn(buf, "-0123456789")] == '\0') {
+    buf[len++] = lua_getlocaledecpoint();
+    buf[len++] = '0';
   }
+  return (size_t)len;
+}
+
+/* Appends the string or number at idx (of type t). A number is formatted
+ * here rather than by lua_tolstring, which would make a Lua string of it:
+ * an allocation per number written. */
+static int write_value(lua_State *L, cn_stream *s, int idx, int t) {
+  if (t == LUA_TNUMBER) {
+    char buf[64]; /* 19 digits and a sign; "%.14g" needs at most 23 */
+    if (lua_isinteger(L, idx)) {
+      char *end = buf + sizeof buf, *p = format_integer(lua_tointeger(L, idx), end);
+      return cn_writer_write(s, p, (size_t)(end - p));
+    }
+    return cn_writer_write(s, buf, format_float(lua_tonumber(L, idx), buf, sizeof buf));
+  }
+  size_t n;
   const char *p = lua_tolstring(L, idx, &n);
   return cn_writer_write(s, p, n);
 }

@@ -19,8 +19,8 @@
 -- interrupted during the wait) and `"closed"` all mean nothing was accepted,
 -- so the same call may be retried without duplicating data. A write that
 -- returns true has accepted every byte; they are sent unless the connection
--- fails. Numbers are written as `tostring` gives them; an integer is
--- formatted straight into the pending buffer (no Lua string is made of it),
+-- fails. Numbers are written as `tostring` gives them, formatted straight
+-- into the pending buffer (no Lua string is made of them),
 -- so `w:write("$", #s, "\r\n", s, "\r\n")` gathers without a concat and
 -- allocates nothing but the pending buffer's growth. Bad arguments (anything but strings, numbers and non-empty arrays
 -- of them; a table with a metatable is refused, convert it with `tostring`)
