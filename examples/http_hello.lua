@@ -2,8 +2,8 @@
 -- (pipelined requests too), HTTP/1.0 (closes unless keep-alive is asked),
 -- `Connection: close`, HEAD (the headers alone), request bodies with
 -- Content-Length (read and dropped), and 400 on anything it cannot parse.
--- The head is read in one call (read_until "\r\n\r\n", bounded by the
--- reader's cap) and parsed with a few string.find/match calls on it.
+-- The head is read in one call (read_until "\r\n\r\n", bounded by its
+-- max option) and parsed with a few plain finds and anchored matches on it.
 -- Serves until SIGTERM; port 0 picks a free port. Finds the module built in
 -- the checkout by itself.
 local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
@@ -12,6 +12,7 @@ package.cpath = root .. "/build/?.so;" .. package.cpath
 
 local coronet = require "coronet"
 local tcp = coronet.tcp
+local reader_fns, writer_fns = require "coronet.reader", require "coronet.writer"
 
 local port = tonumber(arg[1] or "8080")
 local BODY = "Hello, World!"
@@ -38,9 +39,23 @@ local function skip_body(reader, n)
   return true
 end
 
+-- The calls made per request, as locals: string functions, and the reader's
+-- and writer's methods as functions of their modules (r:read_until(d) is
+-- reader.read_until(r, d)), called so without a method lookup each time.
+local find, match, lower = string.find, string.match, string.lower
+local read_until, write = reader_fns.read_until, writer_fns.write
+
 -- The request line's method and minor version ("0" or "1"), or nil.
 local function request_line(head)
-  return head:match("^(%u+) [^ \r\n]+ HTTP/1%.([01])%f[\r\0]")
+  return match(head, "^(%u+) [^ \r\n]+ HTTP/1%.([01])%f[\r\0]")
+end
+
+-- The value of the field whose "\r\n<name>:" is given, up to its line's end,
+-- or nil. A plain find (memchr and memcmp) then a match anchored where the
+-- value starts: an unanchored pattern would be tried at every byte.
+local function field(fields, name)
+  local at = find(fields, name, 1, true)
+  return at and match(fields, "^[^\r]*", at + #name)
 end
 
 -- Answers one request whose head (without its blank line) is `head`.
@@ -51,42 +66,44 @@ local function answer(reader, writer, head)
     writer:write(BAD)
     return false
   end
-  local fields = head:lower() -- each field follows a "\r\n"
-  if fields:find("\r\ntransfer%-encoding:") then
+  local fields = lower(head) -- each field follows a "\r\n"
+  if field(fields, "\r\ntransfer-encoding:") then
     writer:write(NOT_IMPLEMENTED)
     return false
   end
   local length = 0
-  if fields:find("\r\ncontent%-length:") then
-    length = tonumber(fields:match("\r\ncontent%-length:[ \t]*(%d+)[ \t]*%f[\r\0]"))
+  local value = field(fields, "\r\ncontent-length:")
+  if value then
+    length = tonumber(value:match("^[ \t]*(%d+)[ \t]*$"))
     if not length or length > MAX_BODY then
       writer:write(BAD)
       return false
     end
   end
-  local connection = fields:match("\r\nconnection:([^\r]*)") or ""
+  local connection = field(fields, "\r\nconnection:") or ""
   local close, headers
   if minor == "1" then
-    close = connection:find("close", 1, true) ~= nil
+    close = find(connection, "close", 1, true) ~= nil
     headers = close and OK_CLOSE or OK_KEEP
   else
-    close = connection:find("keep-alive", 1, true) == nil
+    close = find(connection, "keep-alive", 1, true) == nil
     headers = close and OK_CLOSE or OK_KEEP_10
   end
   if length > 0 and not skip_body(reader, length) then return false end
   if method == "HEAD" then
-    writer:write(headers)
+    write(writer, headers)
   else
-    writer:write(headers, BODY)
+    write(writer, headers, BODY)
   end
   return not close
 end
 
 -- One connection: requests until the client closes, asks to, or sends junk.
--- A head longer than the reader's cap (64 KiB) is junk too.
+-- A head longer than 8 KiB (nginx's default bound) is junk too.
+local HEAD_LIMIT = { max = 8192 }
 local function serve(_, reader, writer)
   while true do
-    local head, _, code = reader:read_until("\r\n\r\n")
+    local head, _, code = read_until(reader, "\r\n\r\n", HEAD_LIMIT)
     if not head then
       if code == "line_too_long" then writer:write(BAD) end
       return

@@ -20,16 +20,22 @@ lcn_ctx *lcn_ctx_get(lua_State *L) {
   return ctx;
 }
 
-void *lcn_test(lua_State *L, int idx, int cls) {
+/* Every method call starts here, so it costs as few API calls as a
+ * metatable identity check can: the userdata, its metatable's address, the
+ * pop. (static: lcn_check gets it inlined rather than called through the
+ * module's symbol table.) */
+static void *test_class(lua_State *L, int idx, int cls) {
   void *p = lua_touserdata(L, idx);
   if (!p || !lua_getmetatable(L, idx)) return NULL;
-  int same = lua_topointer(L, -1) == lcn_ctx_get(L)->metatables[cls];
-  lua_pop(L, 1);
-  return same ? p : NULL;
+  const void *mt = lua_topointer(L, -1);
+  lua_settop(L, -2);
+  return mt == lcn_ctx_get(L)->metatables[cls] ? p : NULL;
 }
 
+void *lcn_test(lua_State *L, int idx, int cls) { return test_class(L, idx, cls); }
+
 void *lcn_check(lua_State *L, int idx, int cls) {
-  void *p = lcn_test(L, idx, cls);
+  void *p = test_class(L, idx, cls);
   if (!p) luaL_typeerror(L, idx, class_names[cls]);
   return p;
 }

@@ -33,7 +33,7 @@ static int end_status(cn_stream *s) { return cn_reader_status(s); }
 static int step_read(lua_State *L, cn_stream *s, size_t *want) {
   size_t n;
   const char *p = cn_reader_peek(s, &n);
-  lua_Integer max = luaL_optinteger(L, 2, (lua_Integer)cn_reader_capacity(s));
+  lua_Integer max = lua_isnoneornil(L, 2) ? (lua_Integer)cn_reader_capacity(s) : luaL_checkinteger(L, 2);
   luaL_argcheck(L, max >= 1, 2, "max must be at least 1");
   if (n > 0) {
     if ((lua_Integer)n > max) n = (size_t)max;
@@ -78,11 +78,11 @@ static int scan_line(cn_stream *s, const char *p, size_t n, size_t *len, size_t 
   return rc;
 }
 
-static int scan_until(cn_stream *s, const char *p, size_t n, const char *delim, size_t dlen, size_t *before,
+/* read_until's cap rule, with `bound` (at most the reader's cap) in place of the cap. */
+static int scan_until(const char *p, size_t n, const char *delim, size_t dlen, size_t bound, size_t *before,
                       size_t *used) {
-  size_t cap = cn_reader_capacity(s);
-  int rc = cn_frame_delim(p, n, delim, dlen, cap + dlen, before, used);
-  if (rc == 0) return over_cap(p, n, cap, delim, dlen);
+  int rc = cn_frame_delim(p, n, delim, dlen, bound + dlen, before, used);
+  if (rc == 0) return over_cap(p, n, bound, delim, dlen);
   return rc;
 }
 
@@ -110,19 +110,40 @@ static int step_line(lua_State *L, cn_stream *s, size_t *want) {
   return 0;
 }
 
+/* The until options at idx (none, or a table looked up only when given):
+ * max (0 when absent) and keep, packed as max * 2 + keep. A bad max raises
+ * naming fn. */
+static lua_Integer until_opts(lua_State *L, int idx, const char *fn) {
+  if (!lua_istable(L, idx)) return 0;
+  lua_Integer max = 0;
+  if (lua_getfield(L, idx, "max") != LUA_TNIL) {
+    int is_int;
+    max = lua_tointegerx(L, -1, &is_int);
+    if (lua_type(L, -1) != LUA_TNUMBER || !is_int || max < 1)
+      luaL_error(L, "%s: option 'max' must be an integer >= 1", fn);
+    if (max > LUA_MAXINTEGER / 2) max = LUA_MAXINTEGER / 2; /* room for keep; the cap bounds it anyway */
+  }
+  lua_getfield(L, idx, "keep");
+  int keep = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return max * 2 + keep;
+}
+
+/* The bound on the bytes before the delimiter: min(max, cap). */
+static size_t until_bound(cn_stream *s, lua_Integer packed) {
+  size_t cap = cn_reader_capacity(s);
+  lua_Unsigned max = (lua_Unsigned)(packed >> 1);
+  return max && max < cap ? (size_t)max : cap;
+}
+
 static int step_until(lua_State *L, cn_stream *s, size_t *want) {
   size_t n, dlen, before, used;
-  const char *delim = luaL_checklstring(L, 2, &dlen);
+  const char *delim = lua_tolstring(L, 2, &dlen);
+  lua_Integer opts = lua_tointeger(L, 3); /* start() packed them */
   const char *p = cn_reader_peek(s, &n);
-  int rc = scan_until(s, p, n, delim, dlen, &before, &used);
+  int rc = scan_until(p, n, delim, dlen, until_bound(s, opts), &before, &used);
   if (rc == 1) {
-    int keep = 0;
-    if (lua_istable(L, 3)) {
-      lua_getfield(L, 3, "keep");
-      keep = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-    }
-    lua_pushlstring(L, p, keep ? used : before);
+    lua_pushlstring(L, p, opts & 1 ? used : before);
     cn_reader_consume(s, used);
     return 1;
   }
@@ -293,6 +314,8 @@ static int start(lua_State *L, int op, int opts_idx) {
   lcn_half *h = check_reader(L);
   cn_stream *s = lcn_conn_stream(L, h->conn);
   lua_settop(L, 3);
+  /* read_until's options, read once (a bad one raises before anything else). */
+  lua_Integer until = op == OP_UNTIL ? until_opts(L, 3, "read_until") : 0;
   /* One reader at a time: while another fiber waits, every read (even one
    * the buffer could serve) fails with "busy" and touches no byte. */
   if (cn_reader_is_busy(s)) return ops[op].fail(L, s, CN_EBUSY);
@@ -304,6 +327,10 @@ static int start(lua_State *L, int op, int opts_idx) {
     lua_pushnil(L);
   lua_pushinteger(L, lcn_deadline(L, DEADLINE_IDX, h->conn->read_timeout));
   lua_replace(L, DEADLINE_IDX);
+  if (op == OP_UNTIL) {
+    lua_pushinteger(L, until);
+    lua_replace(L, 3);
+  }
   return drive(L, op);
 }
 
@@ -317,10 +344,15 @@ static int l_read(lua_State *L) {
 }
 /* reader:read_line([opts]) -> the line without "\n" and one "\r" before it. */
 static int l_read_line(lua_State *L) { return start(L, OP_LINE, 2); }
-/* reader:read_until(delim[, {keep=bool, timeout=}]) -> the bytes before delim (with it if keep). */
-static int l_read_until(lua_State *L) {
+/* The delimiter at 2: a non-empty string. */
+static void check_delim(lua_State *L) {
   luaL_checkstring(L, 2);
   luaL_argcheck(L, lua_rawlen(L, 2) > 0, 2, "empty delimiter");
+}
+
+/* reader:read_until(delim[, {keep=bool, max=n, timeout=}]) -> the bytes before delim (with it if keep). */
+static int l_read_until(lua_State *L) {
+  check_delim(L);
   return start(L, OP_UNTIL, 3);
 }
 /* reader:really_read(n[, opts]) -> exactly n bytes. */
@@ -387,16 +419,66 @@ static int l_try_read_line(lua_State *L) {
   return 1;
 }
 
-/* reader:try_really_read(n) -> exactly n buffered bytes, or nil. */
+/* The sum of the sizes at 2..top (at least one), saturated at SIZE_MAX. */
+static size_t total_size(lua_State *L, int top) {
+  size_t total = check_size(L, 2);
+  for (int i = 3; i <= top; i++) {
+    size_t size = check_size(L, i);
+    total = size > SIZE_MAX - total ? SIZE_MAX : total + size;
+  }
+  return total;
+}
+
+/* reader:try_really_read(n, ...) -> one string per size, the consecutive
+ * buffered fields of those sizes, all consumed; or nil (nothing consumed)
+ * while fewer bytes than their sum are buffered. */
 static int l_try_really_read(lua_State *L) {
   cn_stream *s = readable_stream(L);
-  size_t need = check_size(L, 2), n;
+  int top = lua_gettop(L), fields = top - 1;
+  size_t need = total_size(L, top), n;
   const char *p = buffered_bytes(s, &n);
   if (n < need) {
     lua_pushnil(L);
     return 1;
   }
-  return push_consumed(L, s, p, need);
+  if (fields == 1) return push_consumed(L, s, p, need);
+  if (fields > LUA_MINSTACK) luaL_checkstack(L, fields, "too many sizes");
+  size_t at = 0;
+  for (int i = 2; i <= top; i++) {
+    size_t size = (size_t)lua_tointeger(L, i);
+    lua_pushlstring(L, p + at, size);
+    at += size;
+  }
+  if (need) cn_reader_consume(s, need);
+  return fields;
+}
+
+/* reader:try_read_until(delim[, {keep=, max=}]) -> the buffered bytes before
+ * delim (with it if keep), consumed with it; or nil. read_until's cap rule
+ * with min(max, cap); and, as try_read_line, a full buffer without the
+ * delimiter is "line_too_long", since only a waiting read grows it. */
+static int l_try_read_until(lua_State *L) {
+  cn_stream *s = readable_stream(L);
+  size_t dlen, n, before, used;
+  check_delim(L);
+  const char *delim = lua_tolstring(L, 2, &dlen);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_Integer opts = until_opts(L, 3, "try_read_until");
+  if (!s) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const char *p = buffered_bytes(s, &n);
+  int rc = scan_until(p, n, delim, dlen, until_bound(s, opts), &before, &used);
+  if (rc == 0 && n >= cn_reader_capacity(s)) rc = CN_ELINE_TOO_LONG;
+  if (rc < 0) return fail_keep(L, s, rc);
+  if (rc == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, p, opts & 1 ? used : before);
+  cn_reader_consume(s, used);
+  return 1;
 }
 
 /* reader:try_read([max]) -> up to max buffered bytes (default: all), "" when none. */
@@ -596,6 +678,7 @@ int lcn_open_reader(lua_State *L) {
                                      {"at_eof", l_at_eof},   {"close", l_close},         {"is_closed", l_is_closed},
                                      {"socket", l_socket},   {"try_read_line", l_try_read_line},
                                      {"try_really_read", l_try_really_read}, {"try_read", l_try_read},
+                                     {"try_read_until", l_try_read_until},
                                      {"peek_at", l_peek_at}, {"discard", l_discard},
                                      {"wait_activity", l_wait_activity}, {"transfer_to", l_transfer_to},
                                      {NULL, NULL}};

@@ -2,6 +2,9 @@
  * at or below the high-water mark; above it the fiber waits until the kernel
  * has taken enough, and only then takes its bytes (a failed write takes
  * nothing). */
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
 #include "lbinding.h"
 
 static lcn_half *check_writer(lua_State *L) {
@@ -19,9 +22,7 @@ static cn_stream *waited_stream(lua_State *L) { return ((lcn_half *)lua_touserda
 /* Raises unless the argument at idx is a string, a number, or an array of
  * them (a plain table: one with a metatable, such as a value with
  * __tostring, would be written as nothing, so it is refused). */
-static void check_arg(lua_State *L, int idx) {
-  int t = lua_type(L, idx);
-  if (t == LUA_TSTRING || t == LUA_TNUMBER) return;
+static void check_table_arg(lua_State *L, int idx, int t) {
   if (t != LUA_TTABLE) luaL_typeerror(L, idx, "string or array of strings");
   luaL_argcheck(L, !lua_getmetatable(L, idx), idx, "a table with a metatable: convert it with tostring first");
   lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
@@ -35,28 +36,66 @@ static void check_arg(lua_State *L, int idx) {
   }
 }
 
-static int write_value(lua_State *L, cn_stream *s, int idx) {
+/* The decimal digits of v, as tostring gives them, written backwards from
+ * end; returns where they start. */
+static char *format_integer(lua_Integer v, char *end) {
+  lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v; /* mininteger too */
+  char *p = end;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) *--p = '-';
+  return p;
+}
+
+/* A float as tostring writes it (lobject.c's tostringbuff): Lua's number
+ * format, and ".0" after what would read as an integer. Returns the length. */
+static size_t format_float(lua_Number v, char *buf, size_t size) {
+  int len = lua_number2str(buf, size - 2, v);
+  if (len < 0 || (size_t)len >= size - 2) len = (int)size - 3; /* cannot happen with Lua's formats */
+  if (buf[strspn(buf, "-0123456789")] == '\0') {
+    buf[len++] = lua_getlocaledecpoint();
+    buf[len++] = '0';
+  }
+  return (size_t)len;
+}
+
+/* Appends the string or number at idx (of type t). A number is formatted
+ * here rather than by lua_tolstring, which would make a Lua string of it:
+ * an allocation per number written. */
+static int write_value(lua_State *L, cn_stream *s, int idx, int t) {
+  if (t == LUA_TNUMBER) {
+    char buf[64]; /* 19 digits and a sign; "%.14g" needs at most 23 */
+    if (lua_isinteger(L, idx)) {
+      char *end = buf + sizeof buf, *p = format_integer(lua_tointeger(L, idx), end);
+      return cn_writer_write(s, p, (size_t)(end - p));
+    }
+    return cn_writer_write(s, buf, format_float(lua_tonumber(L, idx), buf, sizeof buf));
+  }
   size_t n;
   const char *p = lua_tolstring(L, idx, &n);
   return cn_writer_write(s, p, n);
+}
+
+static int append_table(lua_State *L, cn_stream *s, int idx) {
+  lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+  for (lua_Integer k = 1; k <= len; k++) {
+    int t = lua_rawgeti(L, idx, k);
+    int rc = write_value(L, s, -1, t);
+    lua_pop(L, 1);
+    if (rc < 0) return rc;
+  }
+  return 0;
 }
 
 /* Appends the arguments from 2 on, already checked. */
 static int append_args(lua_State *L, cn_stream *s) {
   int top = lua_gettop(L);
   for (int i = 2; i <= top; i++) {
-    if (!lua_istable(L, i)) {
-      int rc = write_value(L, s, i);
-      if (rc < 0) return rc;
-      continue;
-    }
-    lua_Integer len = (lua_Integer)lua_rawlen(L, i);
-    for (lua_Integer k = 1; k <= len; k++) {
-      lua_rawgeti(L, i, k);
-      int rc = write_value(L, s, -1);
-      lua_pop(L, 1);
-      if (rc < 0) return rc;
-    }
+    int t = lua_type(L, i);
+    int rc = t == LUA_TTABLE ? append_table(L, s, i) : write_value(L, s, i, t);
+    if (rc < 0) return rc;
   }
   return 0;
 }
@@ -93,7 +132,10 @@ static int l_write(lua_State *L) {
   lcn_half *h = check_writer(L);
   cn_stream *s = lcn_conn_stream(L, h->conn);
   int top = lua_gettop(L);
-  for (int i = 2; i <= top; i++) check_arg(L, i);
+  for (int i = 2; i <= top; i++) {
+    int t = lua_type(L, i);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER) check_table_arg(L, i, t);
+  }
   /* Another fiber's write waits for room: ours would pass its bytes. */
   if (cn_writer_room_awaited(s)) return lcn_fail_stream(L, CN_EBUSY, "write to", s);
   lua_Integer deadline = -1;

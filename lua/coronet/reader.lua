@@ -36,9 +36,14 @@
 --- The bytes before `delim`; with `{keep = true}` the delimiter is included.
 -- Up to cap bytes may come before the delimiter, whatever its length: the
 -- delimiter never counts against the cap (see the module's cap rule).
+-- `{max = n}` (an integer >= 1) bounds them tighter, for one call: the cap
+-- rule with `min(n, cap)` in place of the cap, so an HTTP head may be read
+-- whole with `read_until("\r\n\r\n", {max = 8192})` and a longer one fails
+-- with `"line_too_long"` as soon as its first `n + 1` bytes hold no
+-- delimiter, keeping the bytes. A bad `max` raises before any wait.
 -- @function read_until
 -- @tparam string delim
--- @tparam[opt] table opts `keep`, `timeout`
+-- @tparam[opt] table opts `keep`, `max`, `timeout`
 -- @treturn string, or `nil, err, code`
 
 --- Exactly `n` bytes (`n` may exceed the cap: the buffer grows for this call).
@@ -69,8 +74,8 @@
 -- @param[opt="*l"] pattern
 -- @tparam[opt] string prefix
 
--- Non-waiting reads: `try_read_line`, `try_really_read`, `try_read`,
--- `peek_at` and `discard` take what is buffered now. They never wait nor
+-- Non-waiting reads: `try_read_line`, `try_really_read`, `try_read_until`,
+-- `try_read`, `peek_at` and `discard` take what is buffered now. They never wait nor
 -- yield, so they work anywhere (the main thread, a coroutine of your own, a
 -- `table.sort` comparator), take no timeout, and are not "busy" while
 -- another fiber waits on the reader: they consume, and the waiting read goes
@@ -90,10 +95,28 @@
 -- @treturn string, or `nil`, or `nil, err, "line_too_long"`
 
 --- Exactly `n` buffered bytes, consumed, or `nil` if fewer are buffered
--- (nothing consumed). `n = 0` gives "".
+-- (nothing consumed). `n = 0` gives "". With more sizes, the consecutive
+-- fields of those sizes, one string each, all consumed, or `nil` while
+-- fewer bytes than their sum are buffered: a field and what follows it in
+-- one call, e.g. a RESP bulk string and its "\r\n"
+-- (`local data, crlf = r:try_really_read(n, 2)`), a header and a body. Every
+-- size is checked before anything is consumed.
 -- @function try_really_read
 -- @tparam integer n
--- @treturn string or nil
+-- @tparam[opt] integer ... more sizes
+-- @treturn string (one per size) or nil
+
+--- The buffered bytes before `delim` (with it if `keep`), consumed with
+-- the delimiter, or `nil` if it is not buffered yet (nothing consumed).
+-- `read_until`'s cap rule holds, with `min(max, cap)` when `max` is given;
+-- and, as for `try_read_line`, a full buffer without the delimiter is
+-- `nil, err, "line_too_long"`, consuming nothing. A pipelined batch of HTTP
+-- heads drains with it: `r:try_read_until("\r\n\r\n", {max = 8192})`.
+-- An empty delimiter, a bad `max` or an option that is not a table raises.
+-- @function try_read_until
+-- @tparam string delim
+-- @tparam[opt] table opts `keep` (boolean), `max` (integer >= 1)
+-- @treturn string, or `nil`, or `nil, err, "line_too_long"`
 
 --- Up to `max` buffered bytes (default: all of them), consumed; "" when none.
 -- @function try_read

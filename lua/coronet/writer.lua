@@ -19,7 +19,10 @@
 -- interrupted during the wait) and `"closed"` all mean nothing was accepted,
 -- so the same call may be retried without duplicating data. A write that
 -- returns true has accepted every byte; they are sent unless the connection
--- fails. Bad arguments (anything but strings, numbers and non-empty arrays
+-- fails. Numbers are written as `tostring` gives them, formatted straight
+-- into the pending buffer (no Lua string is made of them),
+-- so `w:write("$", #s, "\r\n", s, "\r\n")` gathers without a concat and
+-- allocates nothing but the pending buffer's growth. Bad arguments (anything but strings, numbers and non-empty arrays
 -- of them; a table with a metatable is refused, convert it with `tostring`)
 -- raise before any byte of the call is taken.
 -- @function write
