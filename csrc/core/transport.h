@@ -57,7 +57,10 @@
  *   close, each stacked transport's close is called (top first): it stops
  *   its timers and tasks and makes no further call down or up, though events
  *   from below may still arrive (cancelled writes: ignore them); once the
- *   handle is closed, release frees it.
+ *   handle is closed, release frees it. Before that, once the reader is
+ *   closed and the shut event went up, the stream may linger: it reads and
+ *   drops the peer's last bytes from the handle itself (stream.c), so a
+ *   stacked transport whose side is shut makes no more calls down.
  */
 #ifndef CN_TRANSPORT_H
 #define CN_TRANSPORT_H
