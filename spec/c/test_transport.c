@@ -249,7 +249,7 @@ static void close_pair(void) {
   }
   CHECK_EQ_SIZE(cn_loop_live(loop), 0);
   cn_loop_free(loop);
-  close(peer);
+  if (peer >= 0) close(peer);
 }
 
 /* Turns the loop until the peer reads the end of our sending side. */
@@ -447,7 +447,55 @@ static void test_abort_mid_write(void) {
   close_pair();
 }
 
+/* A reader with room for 2 bytes stops reading inside the read event that
+ * filled it: the layer stops mid-batch, keeps the rest, and gives it when
+ * the program consumed and reading restarted. */
+static void test_hand_off_to_a_small_reader(void) {
+  static const char text[] = "abcdefg";
+  cn_stream_opts o = {.reader_buffer_size = 2};
+  open_pair();
+  peer_send(text, 7, K1);
+  CHECK_EQ_INT(wait_read(7), 0); /* a wait may grow the buffer past its cap */
+  cn_stream_configure(s, &o);
+  xor_layer *x = new_layer(s, K1);
+  CHECK_EQ_INT(cn__stream_push_transport(s, &x->t), 0);
+  size_t at = 0;
+  for (int rounds = 0; at < 7 && rounds < 10; rounds++) {
+    size_t len;
+    CHECK_EQ_INT(wait_read(1), 0);
+    const char *p = cn_reader_peek(s, &len);
+    CHECK(len <= 2 && at + len <= 7 && memcmp(p, text + at, len) == 0);
+    if (at == 0) CHECK(!x->reading && cn_buf_len(&x->in) == 5); /* stopped mid-batch */
+    at += len;
+    cn_reader_consume(s, len);
+  }
+  CHECK_EQ_SIZE(at, 7);
+  CHECK_EQ_SIZE(cn_buf_len(&x->in), 0);
+  cn_stream_abort(s, CN_ECLOSED);
+  wait_closed();
+  close_pair();
+}
+
+/* The peer is gone: the write fails below the layer, and the error comes
+ * up through it to the writer; a reader waiting through the layer hears
+ * the abort that follows. */
+static void test_errors_come_up(void) {
+  open_pair();
+  xor_layer *x = new_layer(s, K1);
+  CHECK_EQ_INT(cn__stream_push_transport(s, &x->t), 0);
+  close(peer);
+  peer = -1;
+  CHECK_EQ_INT(cn_writer_write(s, "lost", 4), 0);
+  CHECK_EQ_INT(wait_flushed(NULL, 0, NULL), UV_EPIPE);
+  CHECK_EQ_INT(cn_writer_status(s), UV_EPIPE);
+  CHECK_EQ_INT(wait_read(1), UV_EOF);
+  cn_stream_abort(s, CN_ECLOSED);
+  wait_closed();
+  close_pair();
+}
+
 int main(void) {
+  cn_ignore_sigpipe(); /* the peer that is gone */
   test_round_trip(1);
   test_round_trip(2);
   test_hand_off_between_turns();
@@ -455,5 +503,7 @@ int main(void) {
   test_push_refused();
   test_abort_with_delivery_posted();
   test_abort_mid_write();
+  test_hand_off_to_a_small_reader();
+  test_errors_come_up();
   return check_summary();
 }
