@@ -30,10 +30,11 @@
  * - Events never run inside the call that asked for them (Rule 3): a
  *   stacked transport that already holds input for the layer above when
  *   read_start is called delivers it from a posted task (cn_loop_post).
- * - Reading: between read_start and read_stop, each read event comes right
- *   after the alloc event that gave its buffer, with nothing in between
- *   (libuv's pairing: the reader lends the loop's scratch in alloc and
- *   takes it back in read). An alloc answered with an empty buffer (no room)
+ * - Reading: between read_start and read_stop, each read event (an end or
+ *   an error included) comes right after its own alloc event, which gave
+ *   its buffer, with nothing in between (libuv's pairing: the reader lends
+ *   the loop's scratch in alloc and takes it back in read). An alloc
+ *   answered with an empty buffer (no room)
  *   is followed by read(UV_ENOBUFS), and the bytes stay with the transport
  *   until the next read_start. read_stop may be called inside a read event:
  *   no alloc or read event follows until read_start, even mid-batch.
