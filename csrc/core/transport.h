@@ -53,7 +53,10 @@
  *   UV_EAGAIN, or UV_ENOTSUP when the transport has no such fast path (TLS
  *   may say so): the caller then writes. Never while a write is in flight.
  * - shutdown follows the last written event; 0: one shut event follows;
- *   < 0: none does (the side counts as shut anyway).
+ *   1: nothing needs sending (the plain one when close will send the FIN,
+ *   or on a shared socket), < 0: failed; neither has an event, and the side
+ *   counts as shut. A stacked transport sends its own end (close_notify)
+ *   and then shuts the layer below down, which decides for itself.
  * - Closing belongs to the stream (stream.c): when its handle starts to
  *   close, each stacked transport's close is called (top first): it stops
  *   its timers and tasks and makes no further call down or up, though events

@@ -608,6 +608,23 @@ static void test_handshake_under_a_stopped_reader(void) {
   close_pair();
 }
 
+/* The peer's end came first and the reader is closed: the layer is still
+ * asked to end its side (TLS sends close_notify), and the plain transport
+ * under it skips shutdown(2), since the close sends the FIN. */
+static void test_layer_shuts_after_the_peers_end(void) {
+  char c;
+  open_pair();
+  xor_layer *x = new_layer(s, K1);
+  CHECK_EQ_INT(cn__stream_push_transport(s, &x->t), 0);
+  CHECK(shutdown(peer, SHUT_WR) == 0);
+  CHECK_EQ_INT(wait_read(1), UV_EOF);
+  cn_stream_close(s);
+  CHECK_EQ_INT(x->shuts, 1);
+  wait_closed();
+  CHECK_EQ_INT(read(peer, &c, 1), 0);
+  close_pair();
+}
+
 int main(void) {
   cn_ignore_sigpipe(); /* the peer that is gone */
   test_round_trip(1);
@@ -620,5 +637,6 @@ int main(void) {
   test_hand_off_to_a_small_reader();
   test_errors_come_up();
   test_handshake_under_a_stopped_reader();
+  test_layer_shuts_after_the_peers_end();
   return check_summary();
 }
