@@ -466,6 +466,8 @@ void cn__stream_close_handle(cn_stream *s, int status) {
 }
 
 int cn__stream_push_transport(cn_stream *s, cn_transport *t) {
+  CN_ASSERT(t->vt->adopt && t->vt->close && t->vt->release && t->vt->alloc && t->vt->read &&
+            t->vt->written && t->vt->shut);
   if (s->state != CN_STREAM_OPEN || s->r.closed || s->w.closing) return CN_ECLOSED;
   if (!s->connected) return UV_ENOTCONN;
   if (s->r.status) return s->r.status;

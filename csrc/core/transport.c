@@ -110,9 +110,12 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   cn__transport_up_shut(s, &s->base, status);
 }
 
+/* When both sides are done, close() itself sends our FIN: no shutdown(2).
+ * A shared socket (cn_stream_open_dup) is the caller's to shut down. */
 static int plain_shutdown(cn_stream *s, cn_transport *t) {
-  union cn__plain_req *req = request(s);
   (void)t;
+  if ((s->r.status == UV_EOF && s->r.closed) || s->shared) return 1;
+  union cn__plain_req *req = request(s);
   if (!req) return UV_ENOMEM;
   req->shutdown.data = s;
   return uv_shutdown(&req->shutdown, &s->h.stream, on_shutdown);

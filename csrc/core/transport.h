@@ -30,10 +30,11 @@
  * - Events never run inside the call that asked for them (Rule 3): a
  *   stacked transport that already holds input for the layer above when
  *   read_start is called delivers it from a posted task (cn_loop_post).
- * - Reading: between read_start and read_stop, each read event comes right
- *   after the alloc event that gave its buffer, with nothing in between
- *   (libuv's pairing: the reader lends the loop's scratch in alloc and
- *   takes it back in read). An alloc answered with an empty buffer (no room)
+ * - Reading: between read_start and read_stop, each read event (an end or
+ *   an error included) comes right after its own alloc event, which gave
+ *   its buffer, with nothing in between (libuv's pairing: the reader lends
+ *   the loop's scratch in alloc and takes it back in read). An alloc
+ *   answered with an empty buffer (no room)
  *   is followed by read(UV_ENOBUFS), and the bytes stay with the transport
  *   until the next read_start. read_stop may be called inside a read event:
  *   no alloc or read event follows until read_start, even mid-batch.
@@ -52,12 +53,18 @@
  *   UV_EAGAIN, or UV_ENOTSUP when the transport has no such fast path (TLS
  *   may say so): the caller then writes. Never while a write is in flight.
  * - shutdown follows the last written event; 0: one shut event follows;
- *   < 0: none does (the side counts as shut anyway).
+ *   1: nothing needs sending (the plain one when close will send the FIN,
+ *   or on a shared socket), < 0: failed; neither has an event, and the side
+ *   counts as shut. A stacked transport sends its own end (close_notify)
+ *   and then shuts the layer below down, which decides for itself.
  * - Closing belongs to the stream (stream.c): when its handle starts to
  *   close, each stacked transport's close is called (top first): it stops
  *   its timers and tasks and makes no further call down or up, though events
  *   from below may still arrive (cancelled writes: ignore them); once the
- *   handle is closed, release frees it.
+ *   handle is closed, release frees it. Before that, once the reader is
+ *   closed and the shut event went up, the stream may linger: it reads and
+ *   drops the peer's last bytes from the handle itself (stream.c), so a
+ *   stacked transport whose side is shut makes no more calls down.
  */
 #ifndef CN_TRANSPORT_H
 #define CN_TRANSPORT_H

@@ -10,8 +10,7 @@
  * sends its events back through cn__writer_on_written and
  * cn__writer_on_shut. Upward it only tells stream.c that the writer is done
  * (cn__stream_maybe_finish) or that the stream must end (cn_stream_abort);
- * it never calls the reader (it reads whether the input ended, to skip a
- * shutdown that close sends anyway). */
+ * it never calls the reader. */
 #include "stream.h"
 
 /* A write this large, with nothing queued, is tried directly before copying. */
@@ -100,11 +99,8 @@ static void start_shutdown(cn_stream *s) {
   if (w->shutting_down || s->state != CN_STREAM_OPEN) return;
   w->shutting_down = 1;
   if (w->timer) cn_timer_stop(w->timer);
-  /* When both sides are done, close() itself sends our FIN: no shutdown(2).
-   * A shared socket (cn_stream_open_dup) is the caller's to shut down. */
-  int both_done = s->r.status == UV_EOF && s->r.closed;
   cn_transport *t = cn__transport_top(s);
-  if (both_done || s->shared || t->vt->shutdown(s, t) < 0) {
+  if (t->vt->shutdown(s, t) != 0) { /* nothing to send, or failed: shut either way */
     w->shut = 1;
     cn__stream_maybe_finish(s);
   }

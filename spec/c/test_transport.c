@@ -5,8 +5,10 @@
  * that says "not supported"), shutdown and close work through a stacked
  * layer and through two; that the bytes the reader held when the layer was
  * pushed reach the layer (and come back decoded), pushed between turns or
- * from inside the read callback; what a push refuses; and that an abort
- * with a write in flight or input undelivered frees every layer once. */
+ * from inside the read callback; what a push refuses; that an abort with a
+ * write in flight or input undelivered frees every layer once; and that a
+ * layer can handshake as TLS must: write below on its own and read below
+ * while the reader does not read, holding the writer's bytes meanwhile. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +28,14 @@ typedef struct xor_layer {
   cn_stream *s;
   unsigned char key;
   cn_buf in;       /* decoded input not yet given to the layer above (from adopt) */
-  char *out;       /* the encoded copy of the write in flight */
+  char *out;       /* the encoded copy of the write in flight (or held) */
+  size_t out_len;
   cn_task deliver;
   int reading, closed, shuts;
+  /* The toy handshake: the layer sends a greeting and reads the peer's key
+   * byte itself, whatever the reader does, holding the writer's bytes. */
+  int handshaking, greeting_in_flight, held;
+  char peer_key;
 } xor_layer;
 
 static xor_layer *layer_of(cn_transport *t) { return (xor_layer *)t; }
@@ -57,8 +64,7 @@ static void deliver_task(cn_task *task) {
   }
   if (x->reading) {
     cn_transport *below = cn__transport_below(s, &x->t);
-    int rc = below->vt->read_start(s, below);
-    if (rc < 0) cn__transport_up_read(s, &x->t, rc, NULL);
+    CHECK_EQ_INT(below->vt->read_start(s, below), 0);
   }
 }
 
@@ -69,6 +75,7 @@ static int x_read_start(cn_stream *s, cn_transport *t) {
     cn_loop_post(s->loop, &x->deliver, deliver_task);
     return 0;
   }
+  if (x->handshaking) return 0; /* reading below already */
   cn_transport *below = cn__transport_below(s, t);
   return below->vt->read_start(s, below);
 }
@@ -77,8 +84,22 @@ static void x_read_stop(cn_stream *s, cn_transport *t) {
   xor_layer *x = layer_of(t);
   x->reading = 0;
   cn_loop_unpost(s->loop, &x->deliver);
+  if (x->handshaking) return; /* the handshake reads on */
   cn_transport *below = cn__transport_below(s, t);
   below->vt->read_stop(s, below);
+}
+
+/* Encodes the copy and writes it below. */
+static int send_out(cn_stream *s, xor_layer *x) {
+  encode(x->out, x->out_len, x->key);
+  uv_buf_t b = uv_buf_init(x->out, (unsigned)x->out_len);
+  cn_transport *below = cn__transport_below(s, &x->t);
+  int rc = below->vt->write(s, below, &b, 1);
+  if (rc < 0) {
+    free(x->out);
+    x->out = NULL;
+  }
+  return rc;
 }
 
 static int x_write(cn_stream *s, cn_transport *t, const uv_buf_t *bufs, unsigned nbufs) {
@@ -92,15 +113,47 @@ static int x_write(cn_stream *s, cn_transport *t, const uv_buf_t *bufs, unsigned
     memcpy(x->out + at, bufs[i].base, bufs[i].len);
     at += bufs[i].len;
   }
-  encode(x->out, total, x->key);
-  uv_buf_t b = uv_buf_init(x->out, (unsigned)total);
-  cn_transport *below = cn__transport_below(s, t);
-  int rc = below->vt->write(s, below, &b, 1);
-  if (rc < 0) {
-    free(x->out);
-    x->out = NULL;
+  x->out_len = total;
+  if (x->handshaking || x->greeting_in_flight) {
+    x->held = 1; /* sent once the handshake is done: its written event comes then */
+    return 0;
   }
-  return rc;
+  return send_out(s, x);
+}
+
+/* The writer's bytes held during the handshake go now, after the greeting. */
+static void send_held(cn_stream *s, xor_layer *x) {
+  if (!x->held || x->handshaking || x->greeting_in_flight) return;
+  x->held = 0;
+  int rc = send_out(s, x);
+  if (rc < 0) cn__transport_up_written(s, &x->t, rc); /* from an event: not inside the writer's call */
+}
+
+static const char greeting[] = "HELLO";
+
+/* The layer writes below on its own and reads below whatever the reader
+ * does, as a TLS handshake must (transport.h). */
+static int start_handshake(cn_stream *s, xor_layer *x) {
+  cn_transport *below = cn__transport_below(s, &x->t);
+  uv_buf_t b = uv_buf_init((char *)greeting, sizeof greeting - 1);
+  x->handshaking = 1;
+  int rc = below->vt->write(s, below, &b, 1);
+  if (rc < 0) return rc;
+  x->greeting_in_flight = 1;
+  return x->reading ? 0 : below->vt->read_start(s, below);
+}
+
+/* The peer's key byte ends the handshake; reading below goes on only if the
+ * reader reads. */
+static void finish_handshake(cn_stream *s, xor_layer *x, ssize_t nread) {
+  if (nread == 0 || !CHECK(nread == 1)) return;
+  x->key = (unsigned char)x->peer_key;
+  x->handshaking = 0;
+  if (!x->reading) {
+    cn_transport *below = cn__transport_below(s, &x->t);
+    below->vt->read_stop(s, below);
+  }
+  send_held(s, x);
 }
 
 static int x_try_write(cn_stream *s, cn_transport *t, const uv_buf_t *bufs, unsigned nbufs) {
@@ -141,18 +194,33 @@ static void x_release(cn_stream *s, cn_transport *t) {
   released++;
 }
 
-/* The reader's buffer: decoded in place. */
+/* The reader's buffer, decoded in place; the layer's own byte while it
+ * handshakes (the reader may not be reading). */
 static void x_alloc(cn_stream *s, cn_transport *t, size_t suggested, uv_buf_t *out) {
-  cn__transport_up_alloc(s, t, suggested, out);
+  xor_layer *x = layer_of(t);
+  if (x->handshaking)
+    *out = uv_buf_init(&x->peer_key, 1);
+  else
+    cn__transport_up_alloc(s, t, suggested, out);
 }
 
 static void x_read(cn_stream *s, cn_transport *t, ssize_t nread, const uv_buf_t *buf) {
-  if (nread > 0) encode(buf->base, (size_t)nread, layer_of(t)->key);
+  xor_layer *x = layer_of(t);
+  if (x->handshaking) {
+    finish_handshake(s, x, nread);
+    return;
+  }
+  if (nread > 0) encode(buf->base, (size_t)nread, x->key);
   cn__transport_up_read(s, t, nread, buf);
 }
 
 static void x_written(cn_stream *s, cn_transport *t, int status) {
   xor_layer *x = layer_of(t);
+  if (x->greeting_in_flight) { /* the layer's own write: the writer hears nothing */
+    x->greeting_in_flight = 0;
+    if (!x->closed && CHECK_EQ_INT(status, 0)) send_held(s, x);
+    return;
+  }
   free(x->out);
   x->out = NULL;
   if (!x->closed) cn__transport_up_written(s, t, status);
@@ -249,7 +317,7 @@ static void close_pair(void) {
   }
   CHECK_EQ_SIZE(cn_loop_live(loop), 0);
   cn_loop_free(loop);
-  close(peer);
+  if (peer >= 0) close(peer);
 }
 
 /* Turns the loop until the peer reads the end of our sending side. */
@@ -447,7 +515,118 @@ static void test_abort_mid_write(void) {
   close_pair();
 }
 
+/* A reader with room for 2 bytes stops reading inside the read event that
+ * filled it: the layer stops mid-batch, keeps the rest, and gives it when
+ * the program consumed and reading restarted. */
+static void test_hand_off_to_a_small_reader(void) {
+  static const char text[] = "abcdefg";
+  cn_stream_opts o = {.reader_buffer_size = 2};
+  open_pair();
+  peer_send(text, 7, K1);
+  CHECK_EQ_INT(wait_read(7), 0); /* a wait may grow the buffer past its cap */
+  cn_stream_configure(s, &o);
+  xor_layer *x = new_layer(s, K1);
+  CHECK_EQ_INT(cn__stream_push_transport(s, &x->t), 0);
+  size_t at = 0;
+  for (int rounds = 0; at < 7 && rounds < 10; rounds++) {
+    size_t len;
+    CHECK_EQ_INT(wait_read(1), 0);
+    const char *p = cn_reader_peek(s, &len);
+    CHECK(len <= 2 && at + len <= 7 && memcmp(p, text + at, len) == 0);
+    if (at == 0) CHECK(!x->reading && cn_buf_len(&x->in) == 5); /* stopped mid-batch */
+    at += len;
+    cn_reader_consume(s, len);
+  }
+  CHECK_EQ_SIZE(at, 7);
+  CHECK_EQ_SIZE(cn_buf_len(&x->in), 0);
+  cn_stream_abort(s, CN_ECLOSED);
+  wait_closed();
+  close_pair();
+}
+
+/* The peer is gone: the write fails below the layer, and the error comes
+ * up through it to the writer; a reader waiting through the layer hears
+ * the abort that follows. */
+static void test_errors_come_up(void) {
+  open_pair();
+  xor_layer *x = new_layer(s, K1);
+  CHECK_EQ_INT(cn__stream_push_transport(s, &x->t), 0);
+  close(peer);
+  peer = -1;
+  CHECK_EQ_INT(cn_writer_write(s, "lost", 4), 0);
+  CHECK_EQ_INT(wait_flushed(NULL, 0, NULL), UV_EPIPE);
+  CHECK_EQ_INT(cn_writer_status(s), UV_EPIPE);
+  CHECK_EQ_INT(wait_read(1), UV_EOF);
+  cn_stream_abort(s, CN_ECLOSED);
+  wait_closed();
+  close_pair();
+}
+
+/* Reads exactly n bytes at the peer, turning the loop meanwhile. */
+static void peer_recv(char *buf, size_t n) {
+  size_t got = 0;
+  int turns = 0;
+  while (got < n && ++turns < 100000) {
+    ssize_t k = read(peer, buf + got, n - got);
+    if (k > 0)
+      got += (size_t)k;
+    else if (!CHECK(k < 0 && errno == EAGAIN))
+      break;
+    else
+      cn_loop_run(loop, UV_RUN_NOWAIT);
+  }
+  CHECK_EQ_SIZE(got, n);
+}
+
+/* The layer handshakes under a reader that has stopped reading through it
+ * (closed here; a full buffer stops it the same way): it writes its
+ * greeting and reads the peer's answer below on its own, and the writer's
+ * bytes wait for the handshake, then go out encoded with the new key. */
+static void test_handshake_under_a_stopped_reader(void) {
+  int before = released;
+  char buf[8];
+  open_pair();
+  xor_layer *x = new_layer(s, 0);
+  CHECK_EQ_INT(cn__stream_push_transport(s, &x->t), 0);
+  CHECK_EQ_INT(start_handshake(s, x), 0);
+  cn_reader_close(s);
+  CHECK(!x->reading && x->handshaking);
+  CHECK_EQ_INT(cn_writer_write(s, "after", 5), 0);
+  peer_recv(buf, 5);
+  CHECK(memcmp(buf, greeting, 5) == 0);
+  CHECK(read(peer, buf, 1) < 0 && errno == EAGAIN); /* the writer's bytes are held */
+  char key = K1;
+  CHECK(write(peer, &key, 1) == 1);
+  CHECK_EQ_INT(wait_flushed(NULL, 0, NULL), 0);
+  CHECK(!x->handshaking && x->key == K1);
+  check_peer_got("after", K1);
+  cn_writer_close(s); /* both halves done: shut down through the layer, closed */
+  CHECK_EQ_INT(x->shuts, 1);
+  wait_closed();
+  CHECK_EQ_INT(read(peer, buf, 1), 0);
+  CHECK_EQ_INT(released - before, 1);
+  close_pair();
+}
+
+/* The peer's end came first and the reader is closed: the layer is still
+ * asked to end its side (TLS sends close_notify), and the plain transport
+ * under it skips shutdown(2), since the close sends the FIN. */
+static void test_layer_shuts_after_the_peers_end(void) {
+  char c;
+  open_pair();
+  xor_layer *x = new_layer(s, K1);
+  CHECK_EQ_INT(cn__stream_push_transport(s, &x->t), 0);
+  CHECK(shutdown(peer, SHUT_WR) == 0);
+  CHECK_EQ_INT(wait_read(1), UV_EOF);
+  cn_stream_close(s);
+  CHECK_EQ_INT(x->shuts, 1);
+  wait_closed();
+  CHECK_EQ_INT(read(peer, &c, 1), 0);
+  close_pair();
+}
+
 int main(void) {
+  cn_ignore_sigpipe(); /* the peer that is gone */
   test_round_trip(1);
   test_round_trip(2);
   test_hand_off_between_turns();
@@ -455,5 +634,9 @@ int main(void) {
   test_push_refused();
   test_abort_with_delivery_posted();
   test_abort_mid_write();
+  test_hand_off_to_a_small_reader();
+  test_errors_come_up();
+  test_handshake_under_a_stopped_reader();
+  test_layer_shuts_after_the_peers_end();
   return check_summary();
 }
