@@ -147,7 +147,9 @@ describe("writer", function()
       assert.is_nil(ok)
       assert.equal("stalled", code)
       assert.is_true(errors.is(err, code))
-      assert.is_true(elapsed >= helper.t(0.25), "elapsed " .. elapsed)
+      -- The age counts on the loop's clock, read when the turn began: on a
+      -- loaded machine that can be a few tens of ms before t0.
+      assert.is_true(elapsed >= helper.t(0.15), "elapsed " .. elapsed)
       assert.is_true(elapsed < helper.t(5), "elapsed " .. elapsed)
       local ok2, _, code2 = w:write("more")
       assert.is_nil(ok2)

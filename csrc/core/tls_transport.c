@@ -109,7 +109,8 @@ static void write_done(tls_layer *x, int status) {
   x->upper_shutdown = 0;
   b = below(x);
   if (status == 0) status = b->vt->shutdown(x->s, b);
-  if (status < 0) cn__transport_up_shut(x->s, &x->t, status);
+  /* 1: the layer below has nothing to send (close sends the FIN): shut now. */
+  if (status != 0) cn__transport_up_shut(x->s, &x->t, status < 0 ? status : 0);
 }
 
 /* Everything queued went below: what waited for it completes. */
