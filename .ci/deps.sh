@@ -12,10 +12,11 @@
 # luarocks: .ci/rock; lua-ldoc (and lua-markdown, its markdown formatter): .ci/docs and
 # spec/docs_spec.lua. curl, netcat-openbsd, nginx-light, redis-server (for
 # redis-benchmark) and redis-tools (redis-cli): the real clients and servers of the
-# metrics, connection and example specs.
+# metrics, connection and example specs. wrk, libnginx-mod-stream (nginx's TCP proxy)
+# and strace: the HTTP, Redis and proxy rows of the benchmark smoke (bench/real.sh).
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
          clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown curl netcat-openbsd
-         nginx-light redis-server redis-tools)
+         nginx-light redis-server redis-tools wrk libnginx-mod-stream strace)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"
