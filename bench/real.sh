@@ -406,7 +406,7 @@ redis_measure() { # instructions|syscalls pid port [out]
     [[ $1 == instructions ]] || suffix=sys
     for depth in 1 16; do
         n=$EXACT_N
-        ((depth == 1)) || n=$((EXACT_N * 5))
+        ((depth == 1)) || n=$((EXACT_N * 2))
         for t in "${REDIS_TESTS[@]}"; do
             exact_figure "$1" "$2" "${4:-}" "redis_p${depth}_${t}_$suffix" "$EXACT_SIDE" "$n" \
                 redis_drive "$3" "$depth" "$t" || return 1

@@ -672,7 +672,7 @@ if ((${#REAL_PARTS[@]})); then
         echo "is better. Wall-clock figures: median of $RUNS runs, the two servers alternating, the ratio being the"
         echo "median of the per-run ratios (their range in the note). Instructions (callgrind) and system calls"
         echo "(strace -c -f): (count for 2N operations - count for N) / N, measured twice, mean shown (how far"
-        echo "apart the two repeats were in the note). N = $EXACT_N (redis -P16: $((EXACT_N * 5))); the transfer:"
+        echo "apart the two repeats were in the note). N = $EXACT_N (redis -P16: $((EXACT_N * 2))); the transfer:"
         echo "(two transfers - one) per MB."
         if ((${#RFAIL[@]})); then
             echo
