@@ -292,6 +292,7 @@ exact_syscalls() { # pid n drive...
 exact_side() { # row side kind measure
     local row=$1 side=$2 kind=$3 measure=$4 out
     out=$TMP/callgrind.$kind.out
+    # shellcheck disable=SC2034  # read by start_real through its name
     CG_WRAP=("${CALLGRIND[@]/OUT/$out}")
     CG_DUMPS=0
     if ! start_real "$kind" CG_WRAP; then real_fail "$row" "$side" "did not start under callgrind"; return 1; fi
