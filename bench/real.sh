@@ -6,6 +6,8 @@
 #   redis  examples/redis_lite.lua   vs redis-server
 #   proxy  examples/proxy.lua        vs nginx's stream proxy (nginx_stream.conf.in),
 #          both in front of the same nginx HTTP server
+#   echo   examples/echo_server.lua  vs bench/baseline_echo.c (raw libuv): the
+#          deterministic figures only (run.sh's echo table has the wall clock)
 # Wall-clock figures: for each run the two servers are measured one after the
 # other (the order alternates run by run), each on a fresh server pinned to
 # CPU 0 with the load on CPU 1; a figure is the median of the runs and its
@@ -37,6 +39,7 @@ real_require() { # part -> dies naming what is missing
     http) need=(nginx wrk valgrind callgrind_control strace) ;;
     redis) need=(redis-server redis-benchmark redis-cli valgrind callgrind_control strace) ;;
     proxy) need=(nginx wrk curl cmp valgrind callgrind_control strace) ;;
+    echo) need=(valgrind callgrind_control strace) ;;
     esac
     for t in "${need[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
     if [[ $1 == proxy && ! -f $NGINX_STREAM_MODULE ]]; then missing+=("$NGINX_STREAM_MODULE (libnginx-mod-stream)"); fi
@@ -101,6 +104,8 @@ real_cmd() { # kind port [upstream]
     coronet_http) CMD=("$LUA" "$ROOT/examples/http_hello.lua" "$2") ;;
     coronet_redis) CMD=("$LUA" "$ROOT/examples/redis_lite.lua" "$2") ;;
     coronet_proxy) CMD=("$LUA" "$ROOT/examples/proxy.lua" "$2" 127.0.0.1 "$3") ;;
+    baseline_echo) CMD=("$BIN/baseline_echo" "$2") ;;
+    coronet_echo) CMD=("$LUA" "$ROOT/examples/echo_server.lua" "$2") ;;
     esac
 }
 
@@ -473,6 +478,27 @@ proxy_measure() { # instructions|syscalls pid port [out]
     EXACT["proxy_mb_$suffix|$EXACT_SIDE"]="$(calc "$v1 / $BLOB_MB") $(calc "$v2 / $BLOB_MB")"
 }
 
+# ---- row: echo (deterministic figures only) -----------------------------------
+
+real_metric echo_pp50_ir echo "echo ping-pong 64 B x50: user instructions/round trip" "%.0f" exact
+real_metric echo_pp50_sys echo "echo ping-pong 64 B x50: system calls/round trip" "%.3f" exact
+
+echo_kind() { if [[ $1 == anchor ]]; then echo baseline_echo; else echo coronet_echo; fi; }
+echo_wall() { :; } # the echo table measures these servers' wall clock
+
+# load pingpong_n: exactly COUNT round trips of 64 B over 50 connections.
+echo_drive() { # port count
+    local out
+    out=$(timeout -k 5 600 "${PIN_LOAD[@]}" "$LOAD" pingpong_n 127.0.0.1 "$1" 50 64 "$2") || return 1
+    [[ $(kv "$out" ops) == "$2" && $(kv "$out" errors) == 0 ]] || { log "load: $out"; return 1; }
+}
+
+echo_measure() { # instructions|syscalls pid port [out]
+    local suffix=ir
+    [[ $1 == instructions ]] || suffix=sys
+    exact_figure "$1" "$2" "${4:-}" "echo_pp50_$suffix" "$EXACT_SIDE" "$EXACT_N" echo_drive "$3"
+}
+
 # ---- run --------------------------------------------------------------------
 
 # One row: RUNS wall-clock pairs (order alternating), then the deterministic
@@ -577,6 +603,7 @@ real_table() { # parts...
 real_anchor_name() {
     case $1 in
     http) echo nginx ;;
+    echo) echo "raw libuv" ;;
     redis) echo redis-server ;;
     proxy) echo "nginx stream" ;;
     esac

@@ -48,7 +48,7 @@ part_on() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 REAL_PARTS=()
 for p in "${PARTS[@]}"; do
     case $p in
-    echo) ;;
+    echo) REAL_PARTS+=(echo) ;; # the echo servers' deterministic figures (bench/real.sh)
     http | redis | proxy) REAL_PARTS+=("$p") ;;
     *) echo "bench: BENCH_PARTS: unknown part '$p' (echo http redis proxy)" >&2; exit 1 ;;
     esac
