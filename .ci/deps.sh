@@ -14,9 +14,11 @@
 # redis-benchmark) and redis-tools (redis-cli): the real clients and servers of the
 # metrics, connection and example specs. libssl-dev: the TLS engine; openssl: the
 # test certificates (spec/tls/make_certs.sh) and the s_client/s_server peers.
+# wrk, libnginx-mod-stream (nginx's TCP proxy) and strace: the HTTP, Redis and
+# proxy rows of the benchmark smoke (bench/real.sh).
 CI_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket
          clang libclang-rt-14-dev valgrind bc luarocks lua-ldoc lua-markdown curl netcat-openbsd
-         nginx-light redis-server redis-tools libssl-dev openssl)
+         nginx-light redis-server redis-tools libssl-dev openssl wrk libnginx-mod-stream strace)
 
 ci_section() {
     printf '\n==== %s ==== (%s)\n' "$*" "$(date '+%H:%M:%S')"

@@ -8,10 +8,16 @@
  * counts in errors= (and closes that connection).
  *
  *   load pingpong HOST PORT CONNS SIZE SECONDS
+ *   load pingpong_n HOST PORT CONNS SIZE COUNT
  *   load pipeline HOST PORT CONNS DEPTH SIZE SECONDS
  *   load bulk     HOST PORT CHUNK SECONDS
  *   load churn    HOST PORT PARALLEL SIZE SECONDS
  *   load idle     HOST PORT CONNS
+ *
+ * pingpong_n is pingpong stopped at exactly COUNT round trips instead of a
+ * duration: once COUNT messages were sent no connection sends another, and
+ * the run ends when all of them came back (the deterministic figures of
+ * bench/real.sh need an exact count).
  *
  * Output: one line "result mode=... ops=... seconds=... ops_per_s=...
  * mb_per_s=... p50_us=... p99_us=... errors=... bytes=..." on stdout.
@@ -129,6 +135,7 @@ static conn *conns;
 static int nconns;
 static size_t msg_size, depth, chunk;
 static uint64_t deadline_ns;
+static uint64_t budget, issued; /* pingpong_n: round trips to do, messages sent */
 
 static uint64_t ops, errors, bytes_echoed;
 static uint64_t seed_counter;
@@ -224,6 +231,16 @@ static int conn_flush(conn *c) {
     return 0;
 }
 
+/* pingpong_n: counts one more message to send, if the budget allows */
+static int may_send(void) {
+    if (!budget)
+        return 1;
+    if (issued >= budget)
+        return 0;
+    issued++;
+    return 1;
+}
+
 static void bulk_topup(conn *c) {
     while (c->send_limit + chunk <= c->recvd + BULK_WINDOW)
         c->send_limit += chunk;
@@ -234,7 +251,8 @@ static int on_connected(conn *c, uint64_t now) {
     c->state = C_OPEN;
     switch (mode) {
     case M_PINGPONG:
-        c->send_limit = msg_size;
+        if (may_send())
+            c->send_limit = msg_size;
         c->t_start = now;
         break;
     case M_PIPELINE:
@@ -267,6 +285,8 @@ static int on_data(conn *c, size_t n, uint64_t now) {
         if (c->recvd == c->send_limit) {
             hist_add(now - c->t_start);
             ops++;
+            if (!may_send())
+                return 0;
             c->send_limit += msg_size;
             c->t_start = now;
             return conn_flush(c);
@@ -375,6 +395,8 @@ static void run_timed(double seconds) {
         uint64_t now = now_ns();
         if (now >= deadline_ns)
             break;
+        if (budget && ops + errors >= budget)
+            break; /* every message came back (or its connection failed) */
         uint64_t left = deadline_ns - now;
         int ms = (int)((left + 999999u) / 1000000u);
         poll_once(ms);
@@ -458,6 +480,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage:\n"
             "  load pingpong HOST PORT CONNS SIZE SECONDS\n"
+            "  load pingpong_n HOST PORT CONNS SIZE COUNT\n"
             "  load pipeline HOST PORT CONNS DEPTH SIZE SECONDS\n"
             "  load bulk     HOST PORT CHUNK SECONDS\n"
             "  load churn    HOST PORT PARALLEL SIZE SECONDS\n"
@@ -496,6 +519,12 @@ int main(int argc, char **argv) {
         nconns = (int)arg_long(argv[4], 1, 1000000);
         msg_size = (size_t)arg_long(argv[5], 1, MAX_IO);
         seconds = arg_seconds(argv[6]);
+    } else if (!strcmp(m, "pingpong_n") && argc == 7) {
+        mode = M_PINGPONG;
+        nconns = (int)arg_long(argv[4], 1, 1000000);
+        msg_size = (size_t)arg_long(argv[5], 1, MAX_IO);
+        budget = (uint64_t)arg_long(argv[6], 1, 2000000000L);
+        seconds = 600; /* a bound, not a duration */
     } else if (!strcmp(m, "pipeline") && argc == 8) {
         mode = M_PIPELINE;
         nconns = (int)arg_long(argv[4], 1, 1000000);

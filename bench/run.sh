@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # bench/run.sh - compare echo servers: raw libuv C (baseline), coronet, luv,
-# cqueues and node. See bench/README.md.
+# cqueues and node; then coronet's HTTP, Redis-protocol and proxy examples
+# against nginx, redis-server and nginx's stream proxy (bench/real.sh). See
+# bench/README.md.
 #
 #   bash bench/run.sh
 #
 # Environment:
+#   BENCH_PARTS       parts to run (default "echo http redis proxy")
+#   BENCH_EXACT_N     operations per deterministic count (default 10000)
+#   BENCH_PROXY_MIB   size of the proxy rows' large transfer (default 256)
 #   BENCH_SECONDS     seconds per measured run (default 5)
 #   BENCH_RUNS        runs per figure; each figure is the median (default 3)
 #   BENCH_IDLE_CONNS  connections held open by the idle workload (default 10000)
@@ -14,8 +19,10 @@
 #   CORONET_BUILD     CMake build dir: binaries go to $CORONET_BUILD/bench
 #   LUA, NODE, CC     interpreters / compiler (default lua5.4, node, gcc)
 #
-# Exit status: 0 when the table was produced (cells may say "fail"), 1 when
-# the harness itself could not be set up (compiler, bad settings).
+# Exit status: 0 when the table was produced (echo cells may say "fail"), 1
+# when the harness itself could not be set up (compiler, bad settings, a tool
+# of a chosen part missing), 3 when the table was produced but a real-workload
+# row failed (a server did not start, a client reported errors).
 set -euo pipefail
 export LC_ALL=C
 
@@ -36,6 +43,16 @@ LUA=${LUA:-lua5.4}
 NODE=${NODE:-node}
 CC=${CC:-gcc}
 read -r -a SERVERS <<<"${BENCH_SERVERS:-baseline coronet luv cqueues node}"
+read -r -a PARTS <<<"${BENCH_PARTS:-echo http redis proxy}"
+part_on() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
+REAL_PARTS=()
+for p in "${PARTS[@]}"; do
+    case $p in
+    echo) REAL_PARTS+=(echo) ;; # the echo servers' deterministic figures (bench/real.sh)
+    http | redis | proxy) REAL_PARTS+=("$p") ;;
+    *) echo "bench: BENCH_PARTS: unknown part '$p' (echo http redis proxy)" >&2; exit 1 ;;
+    esac
+done
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -71,6 +88,7 @@ cleanup() {
     if [[ -n $IDLE_FD ]]; then exec {IDLE_FD}>&- || true; IDLE_FD=""; fi
     kill_wait "$LPID"; LPID=""
     kill_wait "$SPID"; SPID=""
+    if declare -F real_cleanup >/dev/null; then real_cleanup; fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -405,8 +423,13 @@ median() {
 }
 sum() { printf '%s\n' "$@" | awk '{s += $1} END {print s + 0}'; }
 
+# shellcheck source=bench/real.sh
+source "$ROOT/bench/real.sh"
+
 # ---- run ------------------------------------------------------------------
 
+T_START=$(date +%s)
+if part_on echo; then
 for s in "${SERVERS[@]}"; do
     if server_available "$s"; then
         AVAIL[$s]=1
@@ -420,7 +443,6 @@ n_avail=${#AVAIL[@]}
 n_timed=$(( ${#WORKLOADS[@]} - 1 ))
 log "$n_avail servers x ${#WORKLOADS[@]} workloads x $RUNS runs, ${BENCH_SECONDS}s each" \
     "(about $(calc "$n_avail * $RUNS * ($n_timed * ($BENCH_SECONDS + 0.5) + 2)" | cut -d. -f1) s)"
-T_START=$(date +%s)
 
 # Workload-major, servers interleaved within a run, so that slow drift of the
 # machine affects every server alike.
@@ -486,10 +508,28 @@ if [[ -n ${WORKER_OPS[1]:-} && -n ${WORKER_OPS[2]:-} ]]; then
         "$w1" "$w2" "$(calc "$w2 / $w1")")
 fi
 [[ -z $WORKERS_FAILED ]] || WORKERS_LINE+=" ($WORKERS_FAILED)"
+fi # echo part
+
+if ((${#REAL_PARTS[@]})); then run_real_parts "${REAL_PARTS[@]}"; fi
 
 T_END=$(date +%s)
+HEADER="machine: $NPROC CPUs, $CPU_MODEL, $KERNEL"
+SETTINGS="settings: ${BENCH_SECONDS}s per run, median of $RUNS runs, idle $IDLE_CONNS conns; server on CPU 0, load on CPU 1; took $((T_END - T_START)) s"
+echo
+echo "$HEADER"
+echo "$SETTINGS"
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "# Benchmark"
+    echo
+    echo "- $HEADER"
+    echo "- $SETTINGS"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+} >"$OUT"
 
 # ---- table ----------------------------------------------------------------
+
+if part_on echo; then
 
 declare -A CELL=()
 cell_value() { # server metric-key workload fmt -> VAL (number) or "" ; CELL text
@@ -529,9 +569,6 @@ for m in "${METRICS[@]}"; do
     done
 done
 
-HEADER="machine: $NPROC CPUs, $CPU_MODEL, $KERNEL"
-SETTINGS="settings: ${BENCH_SECONDS}s per run, median of $RUNS runs, idle $IDLE_CONNS conns; server on CPU 0, load on CPU 1; took $((T_END - T_START)) s"
-
 # terminal
 w0=0
 for m in "${METRICS[@]}"; do
@@ -548,9 +585,6 @@ for s in "${SERVERS[@]}"; do
     done
 done
 {
-    echo
-    echo "$HEADER"
-    echo "$SETTINGS"
     echo
     printf '%-*s' "$w0" "metric"
     for s in "${SERVERS[@]}"; do printf '  %*s' "${W[$s]}" "$s"; done
@@ -570,13 +604,9 @@ done
 }
 
 # markdown
-mkdir -p "$(dirname "$OUT")"
 {
-    echo "# Echo server benchmark"
     echo
-    echo "- $HEADER"
-    echo "- $SETTINGS"
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "## Echo servers"
     echo
     printf '| metric |'
     for s in "${SERVERS[@]}"; do printf ' %s |' "$s"; done
@@ -603,6 +633,55 @@ mkdir -p "$(dirname "$OUT")"
         echo
         for k in "${!FAILED[@]}"; do echo "- ${k%%|*} / ${k#*|}: ${FAILED[$k]}"; done | sort
     fi
-} >"$OUT"
+} >>"$OUT"
+fi # echo part
+
+# ---- table: real workloads --------------------------------------------------
+
+REAL_STATUS=0
+if ((${#REAL_PARTS[@]})); then
+    real_table "${REAL_PARTS[@]}"
+    REAL_HEAD="metric|anchor|anchor value|coronet|ratio|note"
+    # terminal: aligned columns
+    {
+        echo
+        printf '%s\n' "$REAL_HEAD" "${REAL_TABLE[@]}" | awk -F'|' '
+            { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
+            END { for (r = 1; r <= n; r++) {
+                      line = sprintf("%-" w[1] "s", cell[r, 1])
+                      for (i = 2; i <= 5; i++) line = line sprintf("  %" w[i] "s", cell[r, i])
+                      print line "  " cell[r, 6]
+                      if (r == 1) { s = ""; for (i = 1; i <= 6; i++) s = s sprintf("%" w[i] "s  ", ""); gsub(/ /, "-", s); print s }
+                  } }'
+        echo
+        echo "ratio = coronet / anchor: for requests/s, ops/s and MB/s higher is better, for the rest lower is better;"
+        echo "wall clock: median of $RUNS alternating pairs (range of the pair ratios in the note);"
+        echo "instructions (callgrind) and system calls (strace): mean of two repeats of (count(2N) - count(N)) / N"
+        real_failures
+    }
+    {
+        echo
+        echo "## Real workloads: coronet's examples against native servers"
+        echo
+        echo "| metric | anchor | anchor value | coronet | ratio | note |"
+        echo "|---|---|---:|---:|---:|---|"
+        for line in "${REAL_TABLE[@]}"; do echo "| ${line//|/ | } |"; done
+        echo
+        echo "Ratio = coronet / anchor, measured in the same run. Requests/s, ops/s and MB/s: higher is better;"
+        echo "CPU per operation, user-space instructions per operation and system calls per operation: lower"
+        echo "is better. Wall-clock figures: median of $RUNS runs, the two servers alternating, the ratio being the"
+        echo "median of the per-run ratios (their range in the note). Instructions (callgrind) and system calls"
+        echo "(strace -c -f): (count for 2N operations - count for N) / N, measured twice, mean shown (how far"
+        echo "apart the two repeats were in the note). N = $EXACT_N (redis -P16: $((EXACT_N * 2))); the transfer:"
+        echo "(two transfers - one) per MB."
+        if ((${#RFAIL[@]})); then
+            echo
+            echo "Real-workload failures:"
+            echo
+            real_failures
+        fi
+    } >>"$OUT"
+    ((${#RFAIL[@]} == 0)) || REAL_STATUS=3
+fi
 log "table written to $OUT"
-exit 0
+exit "$REAL_STATUS"
