@@ -8,6 +8,8 @@
 #          both in front of the same nginx HTTP server
 #   echo   examples/echo_server.lua  vs bench/baseline_echo.c (raw libuv): the
 #          deterministic figures only (run.sh's echo table has the wall clock)
+#   tls    bench/tls_peer.lua over TLS vs the same code over plain TCP: bulk
+#          MB/s and full handshakes per second (the client is coronet too)
 # Wall-clock figures: for each run the two servers are measured one after the
 # other (the order alternates run by run), each on a fresh server pinned to
 # CPU 0 with the load on CPU 1; a figure is the median of the runs and its
@@ -17,10 +19,15 @@
 
 EXACT_N=${BENCH_EXACT_N:-10000}
 PROXY_MIB=${BENCH_PROXY_MIB:-256}
+TLS_EXACT_N=${BENCH_TLS_EXACT_N:-200} # a handshake is ~100x an echo round trip under callgrind
+TLS_CONNS=${BENCH_TLS_CONNS:-2000}
+TLS_CERTS=$TMP/certs
 BLOB=$TMP/blob  # the proxy rows' large file (made by proxy_upstream_start)
 BLOB_BYTES=$((PROXY_MIB * 1048576))
 NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
 [[ $EXACT_N =~ ^[1-9][0-9]*$ ]] || die "BENCH_EXACT_N must be a positive integer, got '$EXACT_N'"
+[[ $TLS_EXACT_N =~ ^[1-9][0-9]*$ ]] || die "BENCH_TLS_EXACT_N must be a positive integer, got '$TLS_EXACT_N'"
+[[ $TLS_CONNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_TLS_CONNS must be a positive integer, got '$TLS_CONNS'"
 [[ $PROXY_MIB =~ ^[1-9][0-9]*$ ]] || die "BENCH_PROXY_MIB must be a positive integer, got '$PROXY_MIB'"
 # wrk takes whole seconds
 WRK_SECONDS=$(awk -v s="$BENCH_SECONDS" 'BEGIN{ n = int(s + 0.5); print (n < 1 ? 1 : n) }')
@@ -40,6 +47,7 @@ real_require() { # part -> dies naming what is missing
     redis) need=(redis-server redis-benchmark redis-cli valgrind callgrind_control strace) ;;
     proxy) need=(nginx wrk curl cmp valgrind callgrind_control strace) ;;
     echo) need=(valgrind callgrind_control strace) ;;
+    tls) need=(openssl valgrind callgrind_control strace) ;;
     esac
     for t in "${need[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
     if [[ $1 == proxy && ! -f $NGINX_STREAM_MODULE ]]; then missing+=("$NGINX_STREAM_MODULE (libnginx-mod-stream)"); fi
@@ -106,6 +114,8 @@ real_cmd() { # kind port [upstream]
     coronet_proxy) CMD=("$LUA" "$ROOT/examples/proxy.lua" "$2" 127.0.0.1 "$3") ;;
     baseline_echo) CMD=("$BIN/baseline_echo" "$2") ;;
     coronet_echo) CMD=("$LUA" "$ROOT/examples/echo_server.lua" "$2") ;;
+    coronet_plain) CMD=("$LUA" "$ROOT/bench/tls_peer.lua" server "$2" plain) ;;
+    coronet_tls) CMD=("$LUA" "$ROOT/bench/tls_peer.lua" server "$2" tls "$TLS_CERTS/server.pem" "$TLS_CERTS/server.key") ;;
     esac
 }
 
@@ -499,6 +509,63 @@ echo_measure() { # instructions|syscalls pid port [out]
     exact_figure "$1" "$2" "${4:-}" "echo_pp50_$suffix" "$EXACT_SIDE" "$EXACT_N" echo_drive "$3"
 }
 
+# ---- row: TLS ---------------------------------------------------------------
+# The anchor is coronet itself over plain TCP: the ratios are what TLS costs.
+
+real_metric tls_bulk_mbs tls "TLS bulk upload: MB/s" "%.0f" up
+real_metric tls_bulk_cpu tls "TLS bulk upload: server CPU us/MB" "%.0f" down
+real_metric tls_conn_rate tls "TLS connections x8 (full handshake): connections/s" "%.0f" up
+real_metric tls_conn_cpu tls "TLS connections x8: server CPU us/connection" "%.1f" down
+real_metric tls_conn_ir tls "TLS connections x8: user instructions/connection" "%.0f" exact
+real_metric tls_conn_sys tls "TLS connections x8: system calls/connection" "%.2f" exact
+
+tls_kind() { if [[ $1 == anchor ]]; then echo coronet_plain; else echo coronet_tls; fi; }
+tls_security() { if [[ $1 == anchor ]]; then echo plain; else echo tls; fi; }
+
+tls_certs() {
+    [[ -f $TLS_CERTS/server.pem ]] || bash "$ROOT/spec/tls/make_certs.sh" "$TLS_CERTS" >/dev/null
+}
+
+# bench/tls_peer.lua as the load: prints "count seconds".
+tls_client() { # security port mode args...
+    timeout -k 5 600 "${PIN_LOAD[@]}" "$LUA" "$ROOT/bench/tls_peer.lua" "$3" "$2" "$1" "$TLS_CERTS/ca.pem" "${@:4}"
+}
+
+# Exactly COUNT connections with concurrency 8 (every answer checked by the client).
+tls_drive() { # port count
+    local out
+    out=$(tls_client "$EXACT_SECURITY" "$1" connections "$2" 8 2>&1) || { log "tls_peer: $out"; return 1; }
+    [[ ${out%%$'\t'*} == "$2" ]] || { log "tls_peer: $out"; return 1; }
+}
+
+tls_wall() { # side run
+    local security c0 c1 out count secs
+    security=$(tls_security "$1")
+    start_real "$(tls_kind "$1")" || { real_fail tls "$1" "server did not start"; return 1; }
+    c0=$(proc_cpu_ticks "$RPID")
+    out=$(tls_client "$security" "$RPORT" bulk "$PROXY_MIB" 2>&1) || { stop_bg "$RPID"; real_fail tls "$1" "bulk: $out"; return 1; }
+    c1=$(proc_cpu_ticks "$RPID")
+    read -r count secs <<<"$out"
+    RV["tls_bulk_mbs|$1|$2"]=$(calc "$count / $secs / 1000000")
+    RV["tls_bulk_cpu|$1|$2"]=$(cpu_us_per "$c0" "$c1" "$(calc "$count / 1000000")")
+    c0=$(proc_cpu_ticks "$RPID")
+    out=$(tls_client "$security" "$RPORT" connections "$TLS_CONNS" 8 2>&1) ||
+        { stop_bg "$RPID"; real_fail tls "$1" "connections: $out"; return 1; }
+    c1=$(proc_cpu_ticks "$RPID")
+    read -r count secs <<<"$out"
+    RV["tls_conn_rate|$1|$2"]=$(calc "$count / $secs")
+    RV["tls_conn_cpu|$1|$2"]=$(cpu_us_per "$c0" "$c1" "$count")
+    log "tls run $2/$RUNS $1: $(printf '%.0f' "${RV["tls_bulk_mbs|$1|$2"]}") MB/s, $(printf '%.0f' "${RV["tls_conn_rate|$1|$2"]}") connections/s"
+    stop_bg "$RPID"
+}
+
+tls_measure() { # instructions|syscalls pid port [out]
+    local suffix=ir
+    [[ $1 == instructions ]] || suffix=sys
+    EXACT_SECURITY=$(tls_security "$EXACT_SIDE")
+    exact_figure "$1" "$2" "${4:-}" "tls_conn_$suffix" "$EXACT_SIDE" "$TLS_EXACT_N" tls_drive "$3"
+}
+
 # ---- run --------------------------------------------------------------------
 
 # One row: RUNS wall-clock pairs (order alternating), then the deterministic
@@ -535,6 +602,9 @@ run_real_parts() { # parts...
             fi
             real_row proxy
             stop_bg "$UPSTREAM_PID"
+        elif [[ $part == tls ]] && ! tls_certs; then
+            real_fail tls anchor "spec/tls/make_certs.sh failed"
+            real_fail tls coronet "spec/tls/make_certs.sh failed"
         else
             real_row "$part"
         fi
@@ -606,6 +676,7 @@ real_anchor_name() {
     echo) echo "raw libuv" ;;
     redis) echo redis-server ;;
     proxy) echo "nginx stream" ;;
+    tls) echo "coronet, plain TCP" ;;
     esac
 }
 

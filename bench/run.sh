@@ -7,9 +7,11 @@
 #   bash bench/run.sh
 #
 # Environment:
-#   BENCH_PARTS       parts to run (default "echo http redis proxy")
+#   BENCH_PARTS       parts to run (default "echo http redis proxy tls")
 #   BENCH_EXACT_N     operations per deterministic count (default 10000)
-#   BENCH_PROXY_MIB   size of the proxy rows' large transfer (default 256)
+#   BENCH_PROXY_MIB   size of the proxy and TLS rows' large transfer (default 256)
+#   BENCH_TLS_CONNS   connections per TLS wall-clock run (default 2000)
+#   BENCH_TLS_EXACT_N connections per TLS deterministic count (default 200)
 #   BENCH_SECONDS     seconds per measured run (default 5)
 #   BENCH_RUNS        runs per figure; each figure is the median (default 3)
 #   BENCH_IDLE_CONNS  connections held open by the idle workload (default 10000)
@@ -43,14 +45,14 @@ LUA=${LUA:-lua5.4}
 NODE=${NODE:-node}
 CC=${CC:-gcc}
 read -r -a SERVERS <<<"${BENCH_SERVERS:-baseline coronet luv cqueues node}"
-read -r -a PARTS <<<"${BENCH_PARTS:-echo http redis proxy}"
+read -r -a PARTS <<<"${BENCH_PARTS:-echo http redis proxy tls}"
 part_on() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 REAL_PARTS=()
 for p in "${PARTS[@]}"; do
     case $p in
     echo) REAL_PARTS+=(echo) ;; # the echo servers' deterministic figures (bench/real.sh)
-    http | redis | proxy) REAL_PARTS+=("$p") ;;
-    *) echo "bench: BENCH_PARTS: unknown part '$p' (echo http redis proxy)" >&2; exit 1 ;;
+    http | redis | proxy | tls) REAL_PARTS+=("$p") ;;
+    *) echo "bench: BENCH_PARTS: unknown part '$p' (echo http redis proxy tls)" >&2; exit 1 ;;
     esac
 done
 
