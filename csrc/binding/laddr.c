@@ -8,6 +8,7 @@
  * keep it: the userdata holds only the bytes the sockaddr needs (16 for
  * IPv4, not the 128 of sockaddr_storage). */
 typedef struct {
+  lcn_tag tag;
   socklen_t len;
   unsigned char sa[];
 } lcn_addr_box;
@@ -16,7 +17,7 @@ void lcn_push_address(lua_State *L, const cn_addr *a) {
   lcn_addr_box *box = lua_newuserdatauv(L, sizeof *box + a->len, 0);
   box->len = a->len;
   memcpy(box->sa, &a->ss, a->len);
-  luaL_setmetatable(L, LCN_ADDRESS);
+  lcn_set_class(L, box, LCN_C_ADDRESS);
 }
 
 void lcn_check_address(lua_State *L, int idx, cn_addr *out) {
@@ -111,7 +112,6 @@ int lcn_open_address(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"address_ip", l_address_ip}, {"address_unix", l_address_unix}, {"is_address", l_is_address}, {NULL, NULL}};
   luaL_newmetatable(L, LCN_ADDRESS);
-  lcn_ctx_get(L)->metatables[LCN_C_ADDRESS] = lua_topointer(L, -1);
   lcn_setfuncs(L, meta);
   lua_pop(L, 1);
   lcn_setfuncs(L, funcs);

@@ -19,8 +19,15 @@
 #define LCN_DATAGRAM "coronet.datagram_socket"
 #define LCN_PROCESS "coronet.process"
 
-/* Classes, checked by metatable identity (no string lookup per call). */
+/* Classes, checked by the tag at the start of every box (no string lookup
+ * and no metatable fetch per call). */
 enum { LCN_C_FIBER, LCN_C_SOCKET, LCN_C_READER, LCN_C_WRITER, LCN_C_SERVER, LCN_C_ADDRESS, LCN_C_CONNECT, LCN_C_DATAGRAM, LCN_C_PROCESS, LCN_C_COUNT };
+
+/* The first member of every box of a class above: the address of that
+ * class's entry in lcoronet.c's class_tags, set by lcn_set_class. Only C code can
+ * write a pointer into a userdata, and only ours knows these addresses, so a
+ * foreign userdata cannot pass for one of ours. */
+typedef const char *lcn_tag;
 
 /* Per lua_State context, stored in the registry under lcn_ctx_key. */
 typedef struct lcn_ctx {
@@ -34,7 +41,6 @@ typedef struct lcn_ctx {
   lua_State *logger;  /* the thread the logger runs on, anchored by logger_thread_ref */
   int logger_thread_ref;
   cn_timer *step_timer; /* bounds coronet.step(timeout); created on first use */
-  const void *metatables[LCN_C_COUNT];
   struct lcn_fiber *current; /* the fiber being resumed, if any */
 } lcn_ctx;
 
@@ -45,6 +51,7 @@ typedef void (*lcn_abort_fn)(struct lcn_fiber *f);
 enum { LCN_NEW, LCN_RUNNING, LCN_WAITING, LCN_READY, LCN_DEAD };
 
 typedef struct lcn_fiber {
+  lcn_tag tag;
   cn_waiter waiter;   /* the core operation this fiber waits on */
   cn_task task;       /* a deferred start or resume */
   cn_list link;       /* in ctx->fibers while alive */
@@ -76,11 +83,13 @@ typedef struct lcn_fiber {
 /* A connection as Lua sees it: the socket userdata. The reader and writer
  * userdata point here and keep it alive through their user value. */
 typedef struct lcn_conn {
+  lcn_tag tag;
   cn_stream *s;       /* NULL once released */
   double connect_timeout, read_timeout, write_timeout; /* seconds; < 0 means none */
 } lcn_conn;
 
 typedef struct lcn_half {
+  lcn_tag tag;
   lcn_conn *conn;
   int closed; /* this half was closed through this object */
 } lcn_half;
@@ -91,6 +100,9 @@ lcn_ctx *lcn_ctx_get(lua_State *L);
 /* The userdata at idx if it is of class cls; raises (check) or returns NULL (test). */
 void *lcn_check(lua_State *L, int idx, int cls);
 void *lcn_test(lua_State *L, int idx, int cls);
+/* Makes the new box on the stack's top, whose first member is an lcn_tag, a
+ * box of class cls: writes its tag and sets its metatable. */
+void lcn_set_class(lua_State *L, void *box, int cls);
 /* luaL_setfuncs with the context as the one upvalue. */
 void lcn_setfuncs(lua_State *L, const luaL_Reg *funcs);
 
@@ -153,7 +165,7 @@ void lcn_read_stream_opts(lua_State *L, int idx, const char *fn, cn_stream_opts 
 /* The integer option `name` of the table at idx: 1..max, or 0 when absent. */
 lua_Integer lcn_opt_count(lua_State *L, int idx, const char *fn, const char *name, lua_Integer max);
 /* Pushes the reader or writer of the socket at idx. */
-void lcn_push_half(lua_State *L, int conn_idx, const char *cls);
+void lcn_push_half(lua_State *L, int conn_idx, int cls);
 int lcn_open_stream(lua_State *L);
 int lcn_open_reader(lua_State *L);
 int lcn_open_writer(lua_State *L);

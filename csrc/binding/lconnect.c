@@ -5,6 +5,7 @@
 
 /* The host name, as given, is the box's user value (for messages). */
 typedef struct lcn_connect_box {
+  lcn_tag tag;
   cn_connect *op; /* NULL once taken or aborted */
   cn_addr where;  /* for messages */
   int have_where;
@@ -167,7 +168,7 @@ static int l_connect(lua_State *L) {
   lcn_fiber *f = lcn_fiber_current(L);
   lcn_connect_box *box = lua_newuserdatauv(L, sizeof *box, 2);
   memset(box, 0, sizeof *box);
-  luaL_setmetatable(L, LCN_CONNECT);
+  lcn_set_class(L, box, LCN_C_CONNECT);
   cn_connect_opts o;
   memset(&o, 0, sizeof o);
   read_target(L, 1, &o, box, 2);

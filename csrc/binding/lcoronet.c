@@ -20,16 +20,17 @@ lcn_ctx *lcn_ctx_get(lua_State *L) {
   return ctx;
 }
 
-/* Every method call starts here, so it costs as few API calls as a
- * metatable identity check can: the userdata, its metatable's address, the
- * pop. (static: lcn_check gets it inlined rather than called through the
- * module's symbol table.) */
+/* The tags' targets: only their addresses matter. */
+static const char class_tags[LCN_C_COUNT];
+
+/* Every method call starts here, so it costs two API calls and a compare:
+ * a full userdata (light ones have no length) large enough to hold a tag,
+ * whose tag is this class's. (static: lcn_check gets it inlined rather than
+ * called through the module's symbol table.) */
 static void *test_class(lua_State *L, int idx, int cls) {
-  void *p = lua_touserdata(L, idx);
-  if (!p || !lua_getmetatable(L, idx)) return NULL;
-  const void *mt = lua_topointer(L, -1);
-  lua_settop(L, -2);
-  return mt == lcn_ctx_get(L)->metatables[cls] ? p : NULL;
+  lcn_tag *box = lua_touserdata(L, idx);
+  if (!box || lua_rawlen(L, idx) < sizeof *box) return NULL;
+  return *box == &class_tags[cls] ? box : NULL;
 }
 
 void *lcn_test(lua_State *L, int idx, int cls) { return test_class(L, idx, cls); }
@@ -40,6 +41,11 @@ void *lcn_check(lua_State *L, int idx, int cls) {
   return p;
 }
 
+void lcn_set_class(lua_State *L, void *box, int cls) {
+  *(lcn_tag *)box = &class_tags[cls];
+  luaL_setmetatable(L, class_names[cls]);
+}
+
 void lcn_setfuncs(lua_State *L, const luaL_Reg *funcs) {
   lua_pushlightuserdata(L, lcn_ctx_get(L));
   luaL_setfuncs(L, funcs, 1);
@@ -47,7 +53,6 @@ void lcn_setfuncs(lua_State *L, const luaL_Reg *funcs) {
 
 void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Reg *meta) {
   luaL_newmetatable(L, class_names[cls]);
-  lcn_ctx_get(L)->metatables[cls] = lua_topointer(L, -1);
   lcn_setfuncs(L, meta);
   lua_newtable(L);
   lcn_setfuncs(L, methods);

@@ -260,7 +260,7 @@ void lcn_spawn(lua_State *L, int nargs) {
   memset(f, 0, sizeof *f);
   f->state = LCN_DEAD; /* closed until fully built: its __gc then does nothing */
   f->ref = LUA_NOREF;
-  luaL_setmetatable(L, LCN_FIBER);
+  lcn_set_class(L, f, LCN_C_FIBER);
   lua_State *co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
   lua_insert(L, -(nargs + 2)); /* fiber below the function and its arguments */

@@ -6,6 +6,7 @@
 #include "lbinding.h"
 
 typedef struct lcn_process {
+  lcn_tag tag;
   cn_process *p; /* NULL once closed */
 } lcn_process;
 
@@ -73,7 +74,7 @@ static int l_spawn_process(lua_State *L) {
   /* The boxes first: nothing to leak if making them fails. */
   lcn_process *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->p = NULL;
-  luaL_setmetatable(L, LCN_PROCESS);
+  lcn_set_class(L, b, LCN_C_PROCESS);
   lcn_conn *in = lcn_new_conn(L), *out = lcn_new_conn(L);
   cn_stream *sin, *sout;
   int rc = cn_process_spawn(lcn_ctx_get(L)->loop, &o, &b->p, &sin, &sout);

@@ -8,6 +8,7 @@
 #include "lbinding.h"
 
 typedef struct lcn_server {
+  lcn_tag tag;
   cn_server *srv;
   lcn_ctx *ctx;
   cn_waiter finished; /* on the core server's close: releases the anchor */
@@ -142,7 +143,7 @@ static int l_listen(lua_State *L) {
   b->ctx = ctx;
   b->anchor = LUA_NOREF;
   cn_waiter_init(&b->finished, on_finished, b);
-  luaL_setmetatable(L, LCN_SERVER);
+  lcn_set_class(L, b, LCN_C_SERVER);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 4);

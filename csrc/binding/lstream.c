@@ -14,7 +14,7 @@ lcn_conn *lcn_new_conn(lua_State *L) {
   c->s = NULL;
   c->connect_timeout = LCN_DEFAULT_CONNECT_TIMEOUT;
   c->read_timeout = c->write_timeout = -1;
-  luaL_setmetatable(L, LCN_SOCKET);
+  lcn_set_class(L, c, LCN_C_SOCKET);
   return c;
 }
 
@@ -55,15 +55,15 @@ cn_stream *lcn_conn_stream(lua_State *L, lcn_conn *c) {
   return c->s;
 }
 
-void lcn_push_half(lua_State *L, int conn_idx, const char *cls) {
-  int slot = strcmp(cls, LCN_READER) == 0 ? 1 : 2;
+void lcn_push_half(lua_State *L, int conn_idx, int cls) {
+  int slot = cls == LCN_C_READER ? 1 : 2;
   conn_idx = lua_absindex(L, conn_idx);
   if (lua_getiuservalue(L, conn_idx, slot) != LUA_TNIL) return;
   lua_pop(L, 1);
   lcn_half *h = lua_newuserdatauv(L, sizeof *h, 1);
   h->conn = lcn_check_conn(L, conn_idx);
   h->closed = 0;
-  luaL_setmetatable(L, cls);
+  lcn_set_class(L, h, cls);
   lua_pushvalue(L, conn_idx);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, -1);
@@ -90,13 +90,13 @@ static int l_getsockname(lua_State *L) { return push_name(L, 0); }
 
 static int l_reader(lua_State *L) {
   lcn_check_conn(L, 1);
-  lcn_push_half(L, 1, LCN_READER);
+  lcn_push_half(L, 1, LCN_C_READER);
   return 1;
 }
 
 static int l_writer(lua_State *L) {
   lcn_check_conn(L, 1);
-  lcn_push_half(L, 1, LCN_WRITER);
+  lcn_push_half(L, 1, LCN_C_WRITER);
   return 1;
 }
 

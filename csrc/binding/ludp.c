@@ -8,6 +8,7 @@
 #include "lbinding.h"
 
 typedef struct lcn_udp {
+  lcn_tag tag;
   cn_udp *u;      /* NULL once the core freed it, or once collected */
   cn_waiter gone; /* on the core socket's close: clears u */
 } lcn_udp;
@@ -40,7 +41,7 @@ static int l_udp_socket(lua_State *L) {
   lcn_udp *b = lua_newuserdatauv(L, sizeof *b, 1); /* user value: the last sender's address */
   b->u = NULL;
   cn_waiter_init(&b->gone, on_gone, b);
-  luaL_setmetatable(L, LCN_DATAGRAM);
+  lcn_set_class(L, b, LCN_C_DATAGRAM);
   int rc = cn_udp_new(lcn_ctx_get(L)->loop, family, &b->u);
   if (rc < 0) return lcn_fail(L, rc, "datagram socket", NULL);
   cn_udp_close_wait(b->u, &b->gone);

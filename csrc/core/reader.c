@@ -65,7 +65,10 @@ void cn_reader_consume(cn_stream *s, size_t n) {
     cn_buf_consume(&r->buf, n);
     if (cn_buf_len(&r->buf) == 0) cn__loop_buf_release(s->loop, &r->buf);
   }
-  cn__reader_update(s);
+  /* Consuming only makes room (the wait it shrank shrinks by as much as the
+   * buffer): a reader that reads goes on reading, and only a stopped one
+   * may have to start. */
+  if (!r->reading) cn__reader_update(s);
 }
 
 /* The size the buffer may reach: its cap, or more while a waiter needs more. */
