@@ -346,3 +346,148 @@ describe("reader:transfer_to", function()
     end)
   end)
 end)
+
+-- Everything r reads until EOF, in a fiber; returns a function giving it.
+local function drained(r)
+  return in_fiber(function()
+    local parts = {}
+    repeat
+      local chunk = r:read({ timeout = t(10) })
+      parts[#parts + 1] = chunk
+    until not chunk
+    return table.concat(parts)
+  end)
+end
+
+-- The transfer runs in a core pump: the fiber waits once, for the end.
+describe("reader:transfer_to as a core pump", function()
+  it("ends without a yield when the bytes and EOF are already buffered", function()
+    helper.run(function()
+      local h = hub()
+      local _, _, src_w, src = h.connect()
+      local _, dst_r, _, dst = h.connect()
+      assert(src_w:write("abcdef"))
+      src_w:close()
+      assert(helper.eventually(function() return src.r:buffered() == 6 end))
+      coronet.sleep(t(0.05)) -- the EOF behind the bytes arrives too
+      local ran = false
+      coronet.spawn(function() ran = true end)
+      assert.equal(6, src.r:transfer_to(dst.w, { close_writer = false }))
+      assert.is_false(ran, "the transfer yielded")
+      assert.is_false(dst.w:is_closed())
+      assert.equal("abcdef", dst_r:really_read(6, { timeout = t(2) }))
+      h.finish()
+    end)
+  end)
+
+  it("on cancel while it waits for room, frees the writer: a new transfer to it goes on once the peer reads", function()
+    helper.run(function()
+      local h = hub({ reader_buffer_size = 16 * 1024 })
+      local _, _, src_w, src = h.connect({ writer_buffer_size = 1024 * 1024 * 1024 })
+      local _, dst_r, _, dst = h.connect({ reader_buffer_size = 16 * 1024 })
+      dst.sock:configure({ writer_buffer_size = 32 * 1024 })
+      local result, fiber = in_fiber(function() return src.r:transfer_to(dst.w) end)
+      local total = flood
+      assert(src_w:write(pattern(total)))
+      assert(helper.eventually(function() return dst.w:pending() > dst.w:hwm() end, 5))
+      fiber:cancel()
+      local n, err, code, moved = result()
+      failed_with("cancelled", n, err, code)
+      assert.is_true(moved > 0)
+      assert.is_false(dst.w:is_closed())
+      local received = drained(dst_r)
+      -- no wait for room is left behind: this write is not "busy"
+      assert.is_true(dst.w:write("x"))
+      local again = in_fiber(function() return src.r:transfer_to(dst.w) end)
+      src_w:close()
+      local rest = again(20)
+      assert.equal(total, moved + rest)
+      assert.equal(total + 1, #received(20))
+      h.finish()
+    end, 60)
+  end)
+
+  it("refuses a stray coroutine.resume of the transferring fiber; the transfer goes on to its count", function()
+    helper.run(function()
+      local h = hub()
+      local _, _, src_w, src = h.connect()
+      local _, dst_r, _, dst = h.connect()
+      local co
+      local result = in_fiber(function()
+        co = coroutine.running()
+        return src.r:transfer_to(dst.w)
+      end)
+      assert(src_w:write("one"))
+      assert.equal("one", dst_r:really_read(3, { timeout = t(2) }))
+      local resumed, value, err = coroutine.resume(co, "stray")
+      assert.is_true(resumed)
+      assert.is_nil(value)
+      assert.matches("stray coroutine.resume", tostring(err), 1, true)
+      assert(src_w:write("two"))
+      src_w:close()
+      assert.equal(6, result(5))
+      assert.equal("two", dst_r:contents({ timeout = t(2) }))
+      h.finish()
+    end)
+  end)
+
+  it("carries both directions of a chain at once (a -> b and b -> a in two fibers)", function()
+    helper.run(function()
+      local h = hub()
+      local _, a_r, a_w, a = h.connect()
+      local _, b_r, b_w, b = h.connect()
+      local there = in_fiber(function() return a.r:transfer_to(b.w) end)
+      local back = in_fiber(function() return b.r:transfer_to(a.w) end)
+      local data = pattern(big)
+      local got_b, got_a = drained(b_r), drained(a_r)
+      assert(a_w:write(data))
+      assert(b_w:write(data:reverse()))
+      a_w:close()
+      b_w:close()
+      assert.equal(big, there(20))
+      assert.equal(big, back(20))
+      assert.is_true(got_b(20) == data)
+      assert.is_true(got_a(20) == data:reverse())
+      h.finish()
+    end, 60)
+  end)
+
+  it("lets a Lua state close (os.exit) with transfers in flight, waiting for bytes and for room", function()
+    local file = os.tmpname()
+    local f = assert(io.open(file, "w"))
+    f:write('package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path\n', [[
+      local coronet = require "coronet"
+      local tcp = coronet.tcp
+      coronet.run(function()
+        local sides = {}
+        local server = assert(tcp.Server.create(tcp.Where_to_listen.on_port(0), function(_, r, w)
+          sides[#sides + 1] = { r = r, w = w }
+          coronet.sleep(60)
+        end, { reader_buffer_size = 16384 }))
+        local where = tcp.Where_to_connect.of_host_and_port("127.0.0.1", server:listening_on())
+        local clients = {}
+        for i = 1, 4 do clients[i] = { assert(tcp.connect(where)) } end
+        while #sides < 4 do coronet.sleep(0.005) end
+        sides[4].w:socket():configure({ writer_buffer_size = 16384 })
+        coronet.spawn(function() sides[1].r:transfer_to(sides[2].w) end) -- waits for bytes
+        coronet.spawn(function() sides[3].r:transfer_to(sides[4].w) end) -- will wait for room
+        coronet.spawn(function() clients[3][3]:write(string.rep("z", 8 * 1024 * 1024)) end)
+        coronet.sleep(0.2)
+        print("closing")
+        io.stdout:flush()
+        os.exit(0, true)
+      end)
+      print("not reached")
+    ]])
+    f:close()
+    local cmd = ("LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1; echo \"EXIT=$?\""):format(
+      package.cpath, math.ceil(t(20)), file)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    os.remove(file)
+    assert.is_truthy(out:find("closing"), out)
+    assert.is_falsy(out:find("not reached"), out)
+    assert.matches("EXIT=0%s*$", out)
+  end)
+end)

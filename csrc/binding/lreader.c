@@ -540,8 +540,10 @@ static int l_wait_activity(lua_State *L) {
 }
 
 /* ---- transfer_to. Stack: 1 reader, 2 writer, 3 close_writer (boolean),
- * 4 the count moved so far. The core moves the bytes (cn_reader_transfer);
- * this loop only waits where it says, with no deadline. */
+ * 4 the count moved, 5 the pump (a cn_transfer box). The core's pump moves
+ * the bytes with no Lua per chunk; the fiber waits once, for its end, with
+ * no deadline. Cancelling the fiber's wait stops the pump (its done waiter's
+ * cancel hook); the box's __gc stops it too, for a state closing under it. */
 
 /* nil, err, code, moved. A write side failure names the writer's peer: the
  * writer goes to 1 for lcn_fail_stream, the reader stays anchored at 5. */
@@ -562,41 +564,45 @@ static int transfer_fail(lua_State *L, cn_stream *from, cn_stream *to, int err) 
   return transfer_fail_on(L, from, to, err, cn_writer_status(to) || cn_stream_is_closing(to));
 }
 
-static int transfer_step(lua_State *L);
+/* The pump's result (0 at EOF, an error, or the fiber's cancel) as n or
+ * nil, err, code, n. */
+static int transfer_end(lua_State *L, int st) {
+  lcn_half *rh = lua_touserdata(L, 1), *wh = lua_touserdata(L, 2);
+  const cn_transfer *t = lua_touserdata(L, 5);
+  int writer_failed = cn_transfer_writer_failed(t);
+  lua_pushinteger(L, (lua_Integer)cn_transfer_moved(t));
+  lua_replace(L, 4);
+  if (st == 0) {
+    if (lua_toboolean(L, 3)) wh->closed = 1; /* the pump closed it, as writer:close() */
+    lua_pushvalue(L, 4);
+    return 1;
+  }
+  /* A cancel stopped the pump: the side is read now. */
+  if (st == CN_ECANCELLED || st == CN_ETIMEOUT) return transfer_fail(L, rh->conn->s, wh->conn->s, st);
+  return transfer_fail_on(L, rh->conn->s, wh->conn->s, st, writer_failed);
+}
 
 static int transfer_k(lua_State *L, int status, lua_KContext unused) {
   (void)status;
   (void)unused;
-  int st = lcn_fiber_status(L);
-  if (st == CN_ECANCELLED || st == CN_ETIMEOUT) {
-    lcn_half *rh = lua_touserdata(L, 1), *wh = lua_touserdata(L, 2);
-    return transfer_fail(L, rh->conn->s, wh->conn->s, st);
-  }
-  return transfer_step(L); /* bytes, room, or an end: the core tells which */
+  return transfer_end(L, lcn_fiber_status(L));
 }
 
-static int transfer_step(lua_State *L) {
-  lcn_half *rh = lua_touserdata(L, 1), *wh = lua_touserdata(L, 2);
-  cn_stream *from = rh->conn->s, *to = wh->conn->s;
-  uint64_t moved = (uint64_t)lua_tointeger(L, 4);
-  /* A half closed through its object by another fiber mid-transfer. */
-  int rc = rh->closed || wh->closed ? CN_ECLOSED : cn_reader_transfer(from, to, &moved);
-  lua_pushinteger(L, (lua_Integer)moved);
-  lua_replace(L, 4);
-  if (rc == 0) {
-    if (lua_toboolean(L, 3)) {
-      wh->closed = 1; /* as writer:close(): flushes, then shuts the sending side down */
-      cn_writer_close(to);
-    }
-    lua_pushvalue(L, 4);
-    return 1;
+static int transfer_box_gc(lua_State *L) {
+  cn_transfer_stop(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* A zeroed pump on the stack at 5, stopped by its __gc if still running. */
+static cn_transfer *push_transfer_box(lua_State *L) {
+  cn_transfer *t = lua_newuserdatauv(L, sizeof *t, 0);
+  memset(t, 0, sizeof *t);
+  if (luaL_newmetatable(L, "coronet.transfer")) {
+    lua_pushcfunction(L, transfer_box_gc);
+    lua_setfield(L, -2, "__gc");
   }
-  if (rc < 0) return transfer_fail(L, from, to, rc);
-  lcn_fiber *f = lcn_fiber_current(L);
-  int wrc = rc == CN_TRANSFER_WAIT_READER ? cn_reader_wait(from, &f->waiter, 1)
-                                          : cn_writer_wait(to, &f->waiter, cn_writer_hwm(to));
-  if (wrc < 0) return transfer_fail(L, from, to, wrc);
-  return lcn_fiber_wait(L, f, -1, NULL, NULL, transfer_k, 0);
+  lua_setmetatable(L, -2);
+  return t;
 }
 
 /* opts.close_writer: a boolean, true when absent. */
@@ -617,14 +623,18 @@ static int l_transfer_to(lua_State *L) {
   luaL_argcheck(L, !wh->closed, 2, "writer is closed");
   cn_stream *from = lcn_conn_stream(L, rh->conn), *to = lcn_conn_stream(L, wh->conn);
   int close = close_writer_opt(L);
-  lcn_fiber_current(L); /* it may wait: only in a fiber, checked before any byte moves */
+  lcn_fiber *f = lcn_fiber_current(L); /* it may wait: only in a fiber, checked before the pump starts */
   lua_settop(L, 2);
   lua_pushboolean(L, close);
   lua_pushinteger(L, 0);
   /* Another fiber waits to read, or to write above the mark: "busy". */
   if (cn_reader_is_busy(from)) return transfer_fail_on(L, from, to, CN_EBUSY, 0);
   if (cn_writer_room_awaited(to)) return transfer_fail_on(L, from, to, CN_EBUSY, 1);
-  return transfer_step(L);
+  if (rh->closed) return transfer_fail(L, from, to, CN_ECLOSED);
+  cn_transfer *t = push_transfer_box(L);
+  int rc = cn_transfer_start(t, from, to, close, &f->waiter);
+  if (rc != CN_TRANSFER_RUNNING) return transfer_end(L, rc); /* it ended at once: no yield */
+  return lcn_fiber_wait(L, f, -1, NULL, NULL, transfer_k, 0);
 }
 
 static int l_buffered(lua_State *L) {

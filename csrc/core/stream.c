@@ -480,30 +480,3 @@ int cn__stream_push_transport(cn_stream *s, cn_transport *t) {
   cn__reader_update(s);
   return rc;
 }
-
-/* The transfer is one step of a loop its caller drives: it hands the
- * buffered bytes (the scratch view or the buffer, in place) to the writer,
- * as long as the writer's pending bytes stay at or below its mark, so the
- * writer holds at most its mark plus one chunk. Not consuming is the
- * back-pressure on the reader: its buffer fills to the cap and it stops.
- * It lives here, above both halves, so that the reader never calls a writer. */
-int cn_reader_transfer(cn_stream *from, cn_stream *to, uint64_t *moved) {
-  for (;;) {
-    int wst = cn_writer_status(to);
-    if (wst) return wst;
-    if (cn_stream_is_closing(to)) return CN_ECLOSED;
-    if (cn_writer_pending(to) > cn_writer_hwm(to)) return CN_TRANSFER_WAIT_WRITER;
-    size_t n;
-    const char *p = cn_reader_peek(from, &n);
-    if (n == 0) {
-      int rst = cn_reader_status(from);
-      if (rst == UV_EOF) return 0;
-      if (rst) return rst;
-      return from->state == CN_STREAM_OPEN ? CN_TRANSFER_WAIT_READER : CN_ECLOSED;
-    }
-    int rc = cn_writer_write(to, p, n);
-    if (rc < 0) return rc;
-    cn_reader_consume(from, n);
-    *moved += n;
-  }
-}

@@ -344,8 +344,44 @@ int cn_reader_is_closed(const cn_stream *s);
  * above the mark (wait with cn_writer_wait(to, w, cn_writer_hwm(to))); or a
  * negative error: the reader's (after its buffered bytes moved), the
  * writer's, or CN_ECLOSED once either stream closes. Shuts nothing down. */
-enum { CN_TRANSFER_WAIT_READER = 1, CN_TRANSFER_WAIT_WRITER = 2 };
+enum { CN_TRANSFER_WAIT_READER = 1, CN_TRANSFER_WAIT_WRITER = 2, CN_TRANSFER_RUNNING = 3 };
 int cn_reader_transfer(cn_stream *from, cn_stream *to, uint64_t *moved);
+
+/* ---------------------------------------------------------------- transfer */
+
+/* A pump: cn_reader_transfer driven from the core's own callbacks, so that
+ * no caller code runs per chunk. It moves bytes with the step's
+ * back-pressure (the writer holds at most its mark plus one chunk, the
+ * reader pauses at its cap) until from's EOF, then shuts to's sending side
+ * down if close_writer (cn_writer_close). Its result: 0 at EOF, or the error
+ * that ended it (the reader's after its buffered bytes moved, the writer's,
+ * CN_ECLOSED once either stream or half closes, CN_EBUSY if another waiter
+ * took the reader). The caller owns the struct and keeps it alive until the
+ * pump ended or was stopped; the pump holds a reference to each stream while
+ * it runs. Fields are private. */
+typedef struct cn_transfer {
+  cn_stream *from_, *to_; /* NULL once it ended or was stopped */
+  cn_waiter on_input_, on_room_;
+  cn_list done_; /* the caller's waiter while it runs */
+  uint64_t moved_;
+  int close_writer_, writer_failed_;
+} cn_transfer;
+
+/* Starts the pump: what is buffered moves now. CN_TRANSFER_RUNNING while
+ * it runs: `done` then fires exactly once with the result, never inside this
+ * call, and cn_waiter_cancel(done) stops the pump (its own waits dropped, its
+ * references let go; done never fires). Otherwise the result now (EOF
+ * already there, an error; CN_EBUSY if a waiter already waits to read `from`
+ * or for room in `to`), and done is not used. from == to echoes. */
+int cn_transfer_start(cn_transfer *t, cn_stream *from, cn_stream *to, int close_writer, cn_waiter *done);
+/* The bytes moved so far; readable at any time, also after the end or a cancel. */
+uint64_t cn_transfer_moved(const cn_transfer *t);
+/* After a failure: 1 if the writer's side failed (it has an error or is
+ * closing), 0 if the reader's did. */
+int cn_transfer_writer_failed(const cn_transfer *t);
+/* Stops a running pump as cancelling its done waiter does (done never
+ * fires). Idempotent; a no-op on a zeroed struct or an ended pump. */
+void cn_transfer_stop(cn_transfer *t);
 
 /* ---------------------------------------------------------------- writer */
 
