@@ -206,9 +206,10 @@ int cn_reader_wait(cn_stream *s, cn_waiter *w, size_t want) {
   cn__waiter_attach(&s->r.waiters, w, s->loop, want);
   cn__waiter_on_cancel(w, on_waiter_cancelled, s);
   int status = cn_reader_status(s);
+  /* A new waiter only raises the target: a reader that reads goes on. */
   if (status || cn_reader_buffered(s) >= want)
     cn__waiter_fire_later(w, status);
-  else
+  else if (!s->r.reading)
     cn__reader_update(s);
   return 0;
 }

@@ -10,10 +10,11 @@
 #include "stream.h"
 
 /* The step hands the buffered bytes (the scratch view or the buffer, in
- * place) to the writer, as long as the writer's pending bytes stay at or
- * below its mark, so the writer holds at most its mark plus one chunk. Not
- * consuming is the back-pressure on the reader: its buffer fills to the cap
- * and it stops. */
+ * place) to the writer, straight to the kernel when the writer is idle
+ * (cn_writer_write_now: no copy, no flush task), as long as the writer's
+ * pending bytes stay at or below its mark, so the writer holds at most its
+ * mark plus one chunk. Not consuming is the back-pressure on the reader: its
+ * buffer fills to the cap and it stops. */
 int cn_reader_transfer(cn_stream *from, cn_stream *to, uint64_t *moved) {
   for (;;) {
     int wst = cn_writer_status(to);
@@ -28,7 +29,7 @@ int cn_reader_transfer(cn_stream *from, cn_stream *to, uint64_t *moved) {
       if (rst) return rst;
       return from->state == CN_STREAM_OPEN ? CN_TRANSFER_WAIT_READER : CN_ECLOSED;
     }
-    int rc = cn_writer_write(to, p, n);
+    int rc = cn_writer_write_now(to, p, n);
     if (rc < 0) return rc;
     cn_reader_consume(from, n);
     *moved += n;

@@ -3,7 +3,8 @@
  * turn leave in one system call. The flush tries a direct write first; what
  * the kernel does not take goes out by a queued write from `flushing` while new
  * writes keep appending to `pending`. Large writes on an idle writer skip the
- * copy and go straight to the kernel.
+ * copy and go straight to the kernel, as do all of cn_writer_write_now's (the
+ * transfer's chunks, which gain nothing by waiting for company).
  *
  * Who calls whom: stream.c and the public API call in; this file calls the
  * stream's top transport (write, try_write, shutdown; transport.h), which
@@ -215,7 +216,9 @@ static size_t write_direct(cn_stream *s, const char *p, size_t n, int *err) {
   return (size_t)k;
 }
 
-int cn_writer_write(cn_stream *s, const char *p, size_t n) {
+/* Queues n bytes, but an idle writer first offers a write of at least
+ * direct_min bytes to the kernel at once. */
+static int write_from(cn_stream *s, const char *p, size_t n, size_t direct_min) {
   cn_writer *w = &s->w;
   int status = cn_writer_status(s);
   if (status) return status;
@@ -225,7 +228,7 @@ int cn_writer_write(cn_stream *s, const char *p, size_t n) {
   if (!s->connected) return UV_ENOTCONN;
   if (n == 0) return 0;
   int idle = !w->in_flight && cn_buf_len(&w->pending) == 0;
-  if (idle && n >= CN_DIRECT_WRITE_MIN && s->connected) {
+  if (idle && n >= direct_min) {
     int err = 0;
     size_t k = write_direct(s, p, n, &err);
     if (err) {
@@ -243,6 +246,10 @@ int cn_writer_write(cn_stream *s, const char *p, size_t n) {
   if (!w->in_flight) cn_loop_post(s->loop, &w->flush_task, flush_task);
   return 0;
 }
+
+int cn_writer_write(cn_stream *s, const char *p, size_t n) { return write_from(s, p, n, CN_DIRECT_WRITE_MIN); }
+
+int cn_writer_write_now(cn_stream *s, const char *p, size_t n) { return write_from(s, p, n, 1); }
 
 int cn_writer_wait(cn_stream *s, cn_waiter *waiter, size_t max_pending) {
   if (!cn_list_empty(&s->w.waiters)) return CN_EBUSY;

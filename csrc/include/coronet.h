@@ -390,6 +390,12 @@ void cn_transfer_stop(cn_transfer *t);
  * error (CN_ECLOSED after close, CN_ESTALLED, EPIPE...), or UV_ENOTCONN on a
  * socket not yet connected; a failed write queues nothing. */
 int cn_writer_write(cn_stream *s, const char *p, size_t n);
+/* As cn_writer_write, but on an idle writer (nothing pending or in flight)
+ * the bytes go to the kernel now, by one non-blocking write, and only what it
+ * does not take is queued: no copy and no flush task when it takes all. For
+ * bytes that leave one at a time (the transfer's chunks); small writes that
+ * should share a system call use cn_writer_write. */
+int cn_writer_write_now(cn_stream *s, const char *p, size_t n);
 /* Bytes accepted but not yet taken by the kernel. */
 size_t cn_writer_pending(const cn_stream *s);
 size_t cn_writer_hwm(const cn_stream *s);
