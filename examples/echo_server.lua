@@ -17,6 +17,6 @@ coronet.run(function()
     end
   end, { on_handler_error = "ignore", max_connections = 20000 }))
   io.stderr:write(("echo server listening on port %d\n"):format(server:listening_on()))
-  coronet.signal("SIGTERM"):wait()
+  coronet.signal("SIGTERM", "SIGINT"):wait()
   server:close()
 end)

@@ -4,7 +4,7 @@
 -- Content-Length (read and dropped), and 400 on anything it cannot parse.
 -- The head is read in one call (read_until "\r\n\r\n", bounded by its
 -- max option) and parsed with a few plain finds and anchored matches on it.
--- Serves until SIGTERM; port 0 picks a free port. Finds the module built in
+-- Serves until SIGTERM or SIGINT (Ctrl-C); port 0 picks a free port. Finds the module built in
 -- the checkout by itself.
 local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
@@ -120,6 +120,6 @@ coronet.run(function()
   local server = assert(tcp.Server.create(tcp.Where_to_listen.on_port(port), serve,
     { on_handler_error = "ignore", max_connections = 20000 }))
   io.stderr:write(("http_hello listening on port %d\n"):format(server:listening_on()))
-  coronet.signal("SIGTERM"):wait()
+  coronet.signal("SIGTERM", "SIGINT"):wait()
   server:close()
 end)

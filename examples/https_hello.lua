@@ -1,7 +1,7 @@
 -- https_hello.lua PORT CERT_FILE KEY_FILE: examples/http_hello.lua's server
 -- (the same handler, loaded from it) over TLS, with ALPN "http/1.1". Check
 -- it with `curl --cacert CA_FILE https://localhost:PORT/`. Serves until
--- SIGTERM; port 0 picks a free port. Finds the module built in the checkout
+-- SIGTERM or SIGINT; port 0 picks a free port. Finds the module built in the checkout
 -- by itself.
 local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
@@ -22,6 +22,6 @@ coronet.run(function()
   local server = assert(tcp.Server.create(tcp.Where_to_listen.on_port(port), serve,
     { on_handler_error = "ignore", max_connections = 20000, tls = tls }))
   io.stderr:write(("https_hello listening on port %d\n"):format(server:listening_on()))
-  coronet.signal("SIGTERM"):wait()
+  coronet.signal("SIGTERM", "SIGINT"):wait()
   server:close()
 end)

@@ -113,11 +113,7 @@ coronet.run(function()
   print(("metrics on port %d"):format(http:listening_on()))
   print(("echo on port %d"):format(servers.echo:listening_on()))
   io.stdout:flush()
-  local stop = coronet.ivar() -- filled by the first of SIGINT and SIGTERM
-  for _, name in ipairs { "SIGINT", "SIGTERM" } do
-    coronet.signal(name):upon(function() if not stop:is_full() then stop:fill() end end)
-  end
-  stop.deferred:wait()
+  coronet.signal("SIGTERM", "SIGINT"):wait()
   http:close()
   servers.echo:close()
 end)

@@ -3,7 +3,7 @@
 -- reader:transfer_to (in C: no Lua string per chunk), two fibers per client.
 -- Back-pressure holds either side to the other's pace, and a half-close
 -- passes through: the client's EOF shuts the upstream's sending side down,
--- and the other way round. Serves until SIGTERM; port 0 picks a free port.
+-- and the other way round. Serves until SIGTERM or SIGINT; port 0 picks a free port.
 -- Finds the module built in the checkout by itself.
 local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
@@ -49,6 +49,6 @@ coronet.run(function()
   local server = assert(tcp.Server.create(tcp.Where_to_listen.on_port(listen_port), serve,
     { on_handler_error = "ignore", max_connections = 10000 }))
   log("proxy listening on port %d, forwarding to %s:%d", server:listening_on(), target_host, target_port)
-  coronet.signal("SIGTERM"):wait()
+  coronet.signal("SIGTERM", "SIGINT"):wait()
   server:close()
 end)

@@ -6,7 +6,7 @@
 -- try_really_read taking a bulk string and its "\r\n" in one call): no
 -- yield per command, and the replies of one batch leave in one system call.
 -- A read waits only when a command is incomplete.
--- Serves until SIGTERM; port 0 picks a free port. Finds the module built in
+-- Serves until SIGTERM or SIGINT (Ctrl-C); port 0 picks a free port. Finds the module built in
 -- the checkout by itself.
 local root = (arg[0]:match("^(.*)/examples/[^/]*$") or ".")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
@@ -168,6 +168,6 @@ coronet.run(function()
   local server = assert(tcp.Server.create(tcp.Where_to_listen.on_port(port), serve,
     { on_handler_error = "ignore", max_connections = 20000 }))
   io.stderr:write(("redis_lite listening on port %d\n"):format(server:listening_on()))
-  coronet.signal("SIGTERM"):wait()
+  coronet.signal("SIGTERM", "SIGINT"):wait()
   server:close()
 end)

@@ -93,6 +93,8 @@ function Ivar:fill(...)
     entry.next, entry.prev = nil, nil
     if entry.fiber then
       core.unpark(entry.fiber, entry.ticket)
+    elseif entry.relay then
+      entry.relay(self.value)
     else
       core.spawn(run_callback, entry.callback, unpack(self.value, 1, self.value.n))
     end
@@ -176,6 +178,50 @@ end
 --- Removes the callback if the deferred is not determined yet; idempotent.
 function Upon:cancel() remove(self.ivar, self) end
 Upon.__close = Upon.cancel
+
+--- Choosing.
+-- @section choosing
+
+local function describe(value)
+  local mt = getmetatable(value)
+  if mt == Ivar then return "ivar" end
+  return type(value)
+end
+
+--- A deferred determined by the first of `...` to be determined, with its
+-- values (Async's `Deferred.any`): `coronet.any(coronet.signal("SIGTERM"),
+-- server:close_finished())`. If one is determined already, the first such in
+-- argument order wins. The others are left as they are and no longer
+-- referenced by it. Raises unless every argument is a deferred (pass
+-- `ivar:read()` for an ivar) and there is at least one.
+-- @param ... deferreds
+-- @treturn Deferred
+function M.any(...)
+  local sources = pack(...)
+  if sources.n == 0 then error("bad argument #1 to 'any' (deferred expected, got no value)", 2) end
+  for i = 1, sources.n do
+    if getmetatable(sources[i]) ~= Deferred then
+      error(("bad argument #%d to 'any' (deferred expected, got %s)"):format(i, describe(sources[i])), 2)
+    end
+  end
+  for i = 1, sources.n do
+    local ivar = sources[i].ivar
+    if ivar.filled then return M.of(unpack(ivar.value, 1, ivar.value.n)) end
+  end
+  local first = M.ivar()
+  local relays = {}
+  -- called inside the winner's fill: detach from the others, then fill
+  local function relay(value)
+    if first.filled then return end              -- the same deferred given twice
+    for i = 1, sources.n do remove(sources[i].ivar, relays[i]) end
+    first:fill(unpack(value, 1, value.n))
+  end
+  for i = 1, sources.n do
+    relays[i] = { relay = relay }
+    append(sources[i].ivar, relays[i])
+  end
+  return first.deferred
+end
 
 M.Ivar, M.Deferred, M.Upon = Ivar, Deferred, Upon
 -- The operations as functions taking the ivar or deferred first.

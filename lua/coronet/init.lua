@@ -93,21 +93,46 @@ M.sleep = core.sleep
 -- @function now
 M.now = core.now
 
---- A deferred filled (with the signal number) when the named signal arrives, e.g. "SIGTERM".
--- Raises on an unknown name.
--- @tparam string name
+--- A deferred determined when the first of the named signals arrives, with
+-- that signal's number and name: `coronet.signal("SIGTERM", "SIGINT"):wait()`
+-- returns `15, "SIGTERM"` or `2, "SIGINT"`. From the next loop turn until
+-- then, coronet handles those signals (in place of their default action, and
+-- of `lua5.4`'s "interrupted!" for SIGINT); once it is determined, coronet
+-- stops watching them all, so the same signal again gets its default action
+-- (a second Ctrl-C ends the process). Raises on an unknown name, naming it.
+-- @string name a signal's name, e.g. "SIGTERM"
+-- @string[opt] ... more names
 -- @treturn Deferred
-function M.signal(name)
-  if type(name) ~= "string" or not core.signal_number(name) then
-    error(("coronet.signal: unknown signal name '%s'"):format(tostring(name)), 2)
+function M.signal(...)
+  local names = table.pack(...)
+  if names.n == 0 then error("bad argument #1 to 'signal' (signal name expected, got no value)", 2) end
+  for i = 1, names.n do
+    local name = names[i]
+    if type(name) ~= "string" or not core.signal_number(name) then
+      error(("bad argument #%d to 'signal' (unknown signal name '%s')"):format(i, tostring(name)), 2)
+    end
   end
   local ivar = deferred.ivar()
-  M.spawn(function()
-    local signum = core.signal_wait(name)
-    if signum then ivar:fill(signum) end
-  end)
+  local watchers = {}
+  for i = 1, names.n do
+    watchers[i] = M.spawn(function()
+      local signum = core.signal_wait(names[i])
+      if not signum or ivar:is_full() then return end
+      for j, watcher in ipairs(watchers) do
+        if j ~= i then watcher:cancel() end
+      end
+      ivar:fill(signum, names[i])
+    end)
+  end
   return ivar.deferred
 end
+
+--- A deferred determined by the first of the given deferreds, with its
+-- values (`coronet.deferred.any`, Async's `Deferred.any`).
+-- @function any
+-- @param ... deferreds
+-- @treturn Deferred
+M.any = deferred.any
 
 --- Loop-wide counters and gauges, for an operator to scrape (see
 -- examples/metrics_server.lua for the Prometheus text format). Returns a
