@@ -31,19 +31,7 @@ local function listener_count()
 end
 
 -- A child lua5.4 running `source` (with the spec's paths); its output and exit status.
-local function child(source, limit)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write('package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path\n', source)
-  f:close()
-  local cmd = ("LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1; echo \"EXIT=$?\""):format(
-    package.cpath, math.ceil(t(limit or 20)), file)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  os.remove(file)
-  return out, tonumber(out:match("EXIT=(%d+)%s*$"))
-end
+local function child(source, limit) return helper.child(source, { limit = limit }) end
 
 -- Inside helper.run: a connection to a server that writes `data` and holds
 -- the connection open until released; returns conn, release.

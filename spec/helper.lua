@@ -304,4 +304,33 @@ function M.stop_example(pid, log, name)
   os.remove(log)
 end
 
+--- The checkout's absolute path (the directory holding spec/).
+M.root = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+if M.root:sub(1, 1) ~= "/" then M.root = os.getenv("PWD") .. "/" .. M.root end
+
+--- Runs Lua `source` in a child lua5.4 under `timeout` (`opts.limit` seconds,
+-- default 20, scaled) with coronet and spec/ on its path through LUA_PATH and
+-- LUA_CPATH, absolute, so that it also runs from another directory
+-- (`opts.outside`: from /). Returns its output (stdout and stderr) and its
+-- exit status (128 + N for a death by signal N, as the shell reports it).
+function M.child(source, opts)
+  opts = opts or {}
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write(source)
+  f:close()
+  local lua_path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/spec/?.lua;;"):format(M.root, M.root, M.root)
+  local cpath = package.cpath:gsub("[^;]+", function(template) -- busted's may be relative
+    return template:sub(1, 1) == "/" and template or os.getenv("PWD") .. "/" .. template
+  end)
+  local cmd = ("%senv -u LUA_INIT LUA_PATH='%s' LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1; echo \"EXIT=$?\""):format(
+    opts.outside and "cd / && " or "", lua_path, cpath, math.ceil(M.t(opts.limit or 20)), file)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  os.remove(file)
+  local status = tonumber(out:match("EXIT=(%d+)%s*$"))
+  return out:gsub("EXIT=%d+%s*$", ""), status
+end
+
 return M

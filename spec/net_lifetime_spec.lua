@@ -280,19 +280,7 @@ end)
 -- Runs a Lua chunk in a child lua5.4 (under `timeout`) from the repository's
 -- root with this module path; returns its output and exit status. The chunk
 -- finds the worker fixture's handlers as "net_lifetime_fixture:<name>".
-local function child(source, limit)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write('package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path\n', source)
-  f:close()
-  local cmd = ("LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1; echo \"EXIT=$?\""):format(
-    package.cpath, math.ceil(helper.t(limit or 20)), file)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  os.remove(file)
-  return out, tonumber(out:match("EXIT=(%d+)%s*$"))
-end
+local function child(source, limit) return helper.child(source, { limit = limit }) end
 
 describe("coronet.net lifetimes: run_server with workers", function()
   it("a host state that drives the loop itself and closes with two workers serving ends (the workers are aborted and joined)", function()

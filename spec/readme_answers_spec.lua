@@ -5,13 +5,6 @@ local coronet = require "coronet"
 local helper = require "helper"
 local t = helper.t
 
-local root = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
-if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
--- busted's cpath may hold relative templates (--cpath=build/?.so); the child runs from /
-local cpath = package.cpath:gsub("[^;]+", function(template)
-  return template:sub(1, 1) == "/" and template or os.getenv("PWD") .. "/" .. template
-end)
-
 -- A server that writes `payload`, then (unless `keep_open`) closes; returns
 -- the client's socket and reader once `settle` seconds have passed.
 local function served(payload, settle, keep_open)
@@ -25,21 +18,9 @@ local function served(payload, settle, keep_open)
   return sock, reader, writer, hold
 end
 
--- Runs `source` in a child lua5.4 started from / with only LUA_PATH and
--- LUA_CPATH pointing at the checkout; returns its output and exit status.
-local function run_outside(source)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(source)
-  f:close()
-  local cmd = ("cd / && env -u LUA_INIT LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1")
-    :format(root, root, cpath, math.ceil(t(20)), file)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local ok = p:close()
-  os.remove(file)
-  return out, ok
-end
+-- A child lua5.4 running `source` from / with only LUA_PATH and LUA_CPATH
+-- pointing at the checkout; its output and exit status.
+local function run_outside(source) return helper.child(source, { outside = true }) end
 
 describe("1. read([max])", function()
   it("returns everything buffered at once, up to the cap by default", function()
@@ -232,12 +213,12 @@ end)
 
 describe("10. loading coronet from outside the checkout", function()
   it("a script anywhere finds it through LUA_PATH and LUA_CPATH alone", function()
-    local out, ok = run_outside([[
+    local out, status = run_outside([[
       local coronet = require "coronet"
       local conn = require "coronet.connection"
       print(coronet.run(function() return "loaded " .. type(conn.sync.connect) end))
     ]])
-    assert.is_true(ok, out)
+    assert.are.equal(0, status, out)
     assert.matches("loaded function", out, 1, true)
   end)
 end)
