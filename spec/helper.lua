@@ -333,4 +333,32 @@ function M.child(source, opts)
   return out:gsub("EXIT=%d+%s*$", ""), status
 end
 
+--- A client connected to a server whose handler hands its side over and stays
+-- until finish(): returns the client's socket and reader, the server's side
+-- as { sock, r, w }, and finish (which closes both sides and the server).
+function M.linked(client_opts)
+  local got, done = coronet.ivar(), coronet.ivar()
+  local server, port = M.server(function(_, r, w)
+    got:fill({ sock = r:socket(), r = r, w = w })
+    done.deferred:wait()
+  end)
+  local sock, r = M.connect(port, client_opts)
+  M.await(got.deferred)
+  local peer = got.deferred:peek()
+  local function finish()
+    done:fill()
+    sock:close()
+    peer.sock:close()
+    M.await(server:close())
+    assert(sock:close_finished(M.t(2)))
+  end
+  return sock, r, peer, finish
+end
+
+--- Waits until the reader holds n bytes (and no more).
+function M.holds(r, n)
+  assert(M.eventually(function() return r:buffered() >= n end), "the bytes never arrived")
+  luassert.equal(n, r:buffered())
+end
+
 return M

@@ -8,32 +8,13 @@ local helper = require "helper"
 local t = helper.t
 local failed_with = helper.failed_with
 
--- A client connected to a server whose handler hands its side over and stays
--- until finish(): returns the client's reader, the server's writer, finish.
+-- A client linked to a server's side (helper.linked): the client's reader,
+-- the server's writer, finish.
 local function linked(client_opts)
-  local got, done = coronet.ivar(), coronet.ivar()
-  local server, port = helper.server(function(_, r, w)
-    got:fill({ sock = r:socket(), r = r, w = w })
-    done.deferred:wait()
-  end)
-  local sock, r = helper.connect(port, client_opts)
-  helper.await(got.deferred)
-  local peer = got.deferred:peek()
-  local function finish()
-    done:fill()
-    sock:close()
-    peer.sock:close()
-    helper.await(server:close())
-    assert(sock:close_finished(t(2)))
-  end
+  local _, r, peer, finish = helper.linked(client_opts)
   return r, peer.w, finish
 end
-
--- Waits until the reader holds n bytes.
-local function holds(r, n)
-  assert(helper.eventually(function() return r:buffered() >= n end), "the bytes never arrived")
-  assert.equal(n, r:buffered())
-end
+local holds = helper.holds
 
 local function results(...) return table.pack(...) end
 

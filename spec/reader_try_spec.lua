@@ -8,33 +8,7 @@ local helper = require "helper"
 local t = helper.t
 local failed_with = helper.failed_with
 
--- A client connected to a server whose handler hands its side over and stays
--- until finish(): returns the client's socket, reader, writer, the server's
--- side as { sock, r, w }, and finish (which closes both sides and the server).
-local function linked(client_opts)
-  local got, done = coronet.ivar(), coronet.ivar()
-  local server, port = helper.server(function(_, r, w)
-    got:fill({ sock = r:socket(), r = r, w = w })
-    done.deferred:wait()
-  end)
-  local sock, r, w = helper.connect(port, client_opts)
-  helper.await(got.deferred)
-  local peer = got.deferred:peek()
-  local function finish()
-    done:fill()
-    sock:close()
-    peer.sock:close()
-    helper.await(server:close())
-    assert(sock:close_finished(t(2)))
-  end
-  return sock, r, peer, finish
-end
-
--- Waits until the reader holds n bytes.
-local function holds(r, n)
-  assert(helper.eventually(function() return r:buffered() >= n end), "the bytes never arrived")
-  assert.equal(n, r:buffered())
-end
+local linked, holds = helper.linked, helper.holds
 
 -- The number of values and the values of a call, as a table.
 local function results(...) return table.pack(...) end

@@ -9,23 +9,12 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "check.h"
+#include "socket_peer.h"
 #include "stream.h"
 
 #define BIG (1024u * 1024u)
 
-static struct {
-  int fd;
-  char *buf;
-  size_t len, cap;
-} peer;
-
-static void drain_peer(void) {
-  while (peer.len < peer.cap) {
-    ssize_t k = read(peer.fd, peer.buf + peer.len, peer.cap - peer.len);
-    if (k <= 0) break;
-    peer.len += (size_t)k;
-  }
-}
+static socket_peer peer; /* the socketpair's other end */
 
 static void on_flushed(cn_waiter *w, int status) {
   CHECK_EQ_INT(status, 0);
@@ -38,9 +27,9 @@ static void flush_all(cn_loop *loop, cn_stream *s) {
   cn_waiter w;
   cn_waiter_init(&w, on_flushed, &flushed);
   CHECK_EQ_INT(cn_writer_wait(s, &w, 0), 0);
-  while (!flushed && cn_loop_run(loop, UV_RUN_NOWAIT) >= 0 && ++turns < 10000000) drain_peer();
+  while (!flushed && cn_loop_run(loop, UV_RUN_NOWAIT) >= 0 && ++turns < 10000000) socket_peer_drain(&peer);
   CHECK(flushed);
-  drain_peer();
+  socket_peer_drain(&peer);
 }
 
 static void end(cn_loop *loop, cn_stream *s, int fd) {
@@ -76,7 +65,7 @@ static void test_idle_writes_at_once(void) {
   CHECK_EQ_INT(cn_writer_write_now(s, "hello", 5), 0);
   CHECK_EQ_SIZE(cn_writer_pending(s), 0);
   CHECK_EQ_SIZE(cn_stream_bytes_out(s), 5);
-  drain_peer(); /* the loop has not turned */
+  socket_peer_drain(&peer); /* the loop has not turned */
   CHECK_EQ_SIZE(peer.len, 5);
   CHECK(memcmp(peer.buf, "hello", 5) == 0);
   CHECK_EQ_INT(cn_writer_write_now(s, "", 0), 0);
@@ -90,7 +79,7 @@ static void test_behind_pending_queues(void) {
   CHECK_EQ_INT(cn_writer_write(s, "ab", 2), 0);
   CHECK_EQ_INT(cn_writer_write_now(s, "cd", 2), 0);
   CHECK_EQ_SIZE(cn_writer_pending(s), 4);
-  drain_peer();
+  socket_peer_drain(&peer);
   CHECK_EQ_SIZE(peer.len, 0);
   flush_all(loop, s);
   CHECK_EQ_SIZE(peer.len, 4);

@@ -10,32 +10,20 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "check.h"
+#include "socket_peer.h"
 #include "stream.h"
 
 #define SMALL 10000u
 #define LARGE 40000u
 #define CHUNK 7u
 
-/* The peer's end: everything read so far. */
-static struct {
-  int fd;
-  char *buf;
-  size_t len, cap;
-} peer;
-
-static void drain_peer(void) {
-  while (peer.len < peer.cap) {
-    ssize_t k = read(peer.fd, peer.buf + peer.len, peer.cap - peer.len);
-    if (k <= 0) break;
-    peer.len += (size_t)k;
-  }
-}
+static socket_peer peer; /* the socketpair's other end */
 
 /* Turns the loop without blocking, reading the peer's end between turns
  * (small writes fill a socket buffer long before their bytes do). */
 static void run_until(cn_loop *loop, const int *flag) {
   int turns = 0;
-  while (!*flag && cn_loop_run(loop, UV_RUN_NOWAIT) >= 0 && ++turns < 10000000) drain_peer();
+  while (!*flag && cn_loop_run(loop, UV_RUN_NOWAIT) >= 0 && ++turns < 10000000) socket_peer_drain(&peer);
   CHECK(*flag);
 }
 
@@ -79,7 +67,7 @@ static void test_split_writes(void) {
 
   CHECK_EQ_SIZE(cn_writer_pending(s), 0);
   CHECK_EQ_SIZE(cn_stream_bytes_out(s), total);
-  drain_peer();
+  socket_peer_drain(&peer);
   CHECK_EQ_SIZE(peer.len, total);
   CHECK(memcmp(sent, peer.buf, total) == 0);
   char extra;
