@@ -131,7 +131,8 @@ static void deliver(tls_layer *x) {
       return;
     }
     rc = cn_tls_read(x->conn, b.base, b.len, &n);
-    if (rc == CN_TLS_WANT_READ && x->failed) rc = x->failed;
+    /* The input below failed (a reset): that, not the truncation it caused, is the cause. */
+    if ((rc == CN_TLS_WANT_READ || rc == CN_ETLS_TRUNCATED) && x->failed) rc = x->failed;
     if (rc == 0) {
       cn__transport_up_read(x->s, &x->t, (ssize_t)n, &b);
     } else if (rc == CN_TLS_WANT_READ) {
@@ -325,7 +326,8 @@ cn_tls_conn *cn_stream_tls(cn_stream *s) {
 int cn_stream_start_tls(cn_stream *s, cn_tls_conn *c, cn_waiter *w) {
   tls_layer *x;
   int rc;
-  if (cn_stream_tls(s)) return CN_EBUSY;
+  /* A reader waiting in another fiber expects bytes of the old protocol. */
+  if (cn_stream_tls(s) || cn_reader_is_busy(s)) return CN_EBUSY;
   if (!(x = calloc(1, sizeof *x)) || !(x->in = malloc(TLS_READ_SIZE))) {
     free(x);
     return UV_ENOMEM;

@@ -834,7 +834,7 @@ size_t cn_tls_session(const cn_tls_conn *c, unsigned char *buf, size_t size);
  * read ends with UV_EOF after the peer's close_notify, CN_ETLS_TRUNCATED
  * without one; closing the writer sends close_notify before the shutdown.
  * Fails now (c stays the caller's, the callback never runs): CN_EBUSY if
- * the writer holds bytes or the stream has TLS already, CN_ECLOSED,
+ * the writer holds bytes, a reader waits, or the stream has TLS already, CN_ECLOSED,
  * UV_ENOTCONN, the reader's end status, UV_ENOMEM. */
 int cn_stream_start_tls(cn_stream *s, cn_tls_conn *c, cn_waiter *w);
 /* The stream's TLS engine (info, session, messages), owned by the stream; NULL on a plain stream. */

@@ -1,0 +1,603 @@
+-- spec/tls_adversary_spec.lua: TLS (csrc/core/tls.c, tls_transport.c,
+-- csrc/binding/ltls.c, lua/coronet/tls.lua) as the hardest outside tester
+-- would use it: stray resumes and waits where a fiber cannot yield, cancel,
+-- timeouts and closes from another fiber during the handshake and during
+-- reads and writes, peers that reset or stall or trickle or send garbage,
+-- starttls misuse, the collector and lua_close with handshakes in flight,
+-- and many handshakes at once. Each case fails on a defect.
+local helper = require "helper"
+local coronet = require "coronet"
+local process = require "coronet.process"
+local switch = require "coronet.switch"
+
+local tcp = coronet.tcp
+local t = helper.t
+
+local certs = ("%s/coronet-tls-adversary-%d"):format(os.getenv("TMPDIR") or "/tmp", helper.pid())
+local function cert(name) return certs .. "/" .. name end
+
+local function with(base, extra)
+  for k, v in pairs(extra or {}) do base[k] = v end
+  return base
+end
+
+local function server_tls(extra) return with({ cert_file = cert("server.pem"), key_file = cert("server.key") }, extra) end
+local function client_tls(extra) return with({ ca_file = cert("ca.pem") }, extra) end
+-- starttls options: a client that verifies names the server.
+local function starttls_client(extra) return client_tls(with({ server_name = "localhost" }, extra)) end
+local function starttls_server(extra) return server_tls(with({ server = true }, extra)) end
+
+local function to_localhost(port) return tcp.Where_to_connect.of_host_and_port("localhost", port) end
+
+-- A plain server whose handler waits for `go`, then runs the TLS server
+-- side with starttls and echoes lines: a client's handshake waits until go.
+local function late_tls_server(go)
+  return helper.server(function(_, r, w)
+    go.deferred:wait()
+    if r:socket():starttls(starttls_server()) then helper.echo(_, r, w) end
+  end)
+end
+
+-- Asserts that a stray coroutine.resume of co (a fiber waiting in coronet) is refused.
+local function refuse_strays(co)
+  assert.are.equal("suspended", coroutine.status(co))
+  for _ = 1, 3 do
+    local ok, value, err = coroutine.resume(co, "stray", "values")
+    assert.is_true(ok)
+    assert.is_nil(value)
+    assert.matches("stray coroutine.resume", tostring(err), 1, true)
+  end
+end
+
+-- Spawns fn in a fiber that counts how often it came back; returns the
+-- fiber, a function giving its coroutine and the count.
+local function counted(fn)
+  local co, returns = nil, 0
+  local fiber = coronet.spawn(function()
+    co = coroutine.running()
+    local r = table.pack(fn())
+    returns = returns + 1
+    return table.unpack(r, 1, r.n)
+  end)
+  coronet.sleep(t(0.05))
+  return fiber, function() return co, returns end
+end
+
+-- Starts a shell command line, stderr dropped, outside the sanitizers' preload.
+local function quiet_spawn(command)
+  return process.spawn("sh", { "-c", "exec env -u LD_PRELOAD " .. command .. " 2>/dev/null" })
+end
+
+-- A TLS echo server; returns server, port.
+local function tls_echo_server(extra, handler, opts)
+  return helper.server(handler or helper.echo, with({ tls = server_tls(extra) }, opts))
+end
+
+-- A TLS client connection to port: socket, reader, writer.
+local function tls_client(port, extra, opts)
+  return helper.connect(to_localhost(port), with({ tls = client_tls(extra) }, opts))
+end
+
+-- One line through a fresh TLS connection to port.
+local function round_trip(port)
+  local sock, r, w = tls_client(port)
+  assert(w:write("ping\n"))
+  assert.are.equal("ping", r:read_line({ timeout = t(5) }))
+  sock:close()
+end
+
+setup(function()
+  assert(os.execute("env -u LD_PRELOAD bash spec/tls/make_certs.sh " .. certs))
+end)
+
+teardown(function()
+  os.execute("rm -rf " .. certs)
+end)
+
+describe("a stray coroutine.resume of a fiber waiting in TLS", function()
+  it("during starttls's handshake is refused; the real wake-up arrives once", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server = late_tls_server(go)
+      local sock, r, w = helper.connect(server:listening_on())
+      local fiber, state = counted(function() return sock:starttls(starttls_client()) end)
+      refuse_strays((state()))
+      assert.are.equal(0, select(2, state()))
+      go:fill()
+      assert.is_true(fiber:join(t(5)))
+      assert.are.equal(1, select(2, state()))
+      assert(w:write("after\n"))
+      assert.are.equal("after", r:read_line({ timeout = t(5) }))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("during tcp.connect's handshake is refused; the connect ends once", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      local fiber, state = counted(function() return tcp.connect(to_localhost(port), { tls = client_tls() }) end)
+      refuse_strays((state()))
+      go:fill()
+      local sock, r, w = fiber:join(t(5))
+      assert.is_truthy(sock, tostring(r))
+      assert.are.equal(1, select(2, state()))
+      assert(w:write("x\n"))
+      assert.are.equal("x", r:read_line({ timeout = t(5) }))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("during a TLS read is refused; the line read later comes once, whole", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = tls_echo_server(nil, function(_, _, w)
+        go.deferred:wait()
+        w:write("late\n")
+        w:flushed()
+      end)
+      local sock, r = tls_client(port)
+      local fiber, state = counted(function() return r:read_line({ timeout = t(5) }) end)
+      refuse_strays((state()))
+      go:fill()
+      assert.are.equal("late", fiber:join(t(5)))
+      assert.are.equal(1, select(2, state()))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("during a TLS write waiting for room is refused; the write completes once", function()
+    helper.run(function()
+      local big = string.rep("w", 16 * 1024 * 1024)
+      local go = coronet.ivar()
+      local server, port = tls_echo_server(nil, function(_, r, w)
+        go.deferred:wait()
+        local data = r:really_read(2 * #big, { timeout = t(30) })
+        w:write(data and #data == 2 * #big and "ok\n" or "short\n")
+      end)
+      local sock, r, w = tls_client(port, nil, { writer_buffer_size = 64 * 1024 })
+      assert(w:write(big)) -- above the mark: the next write waits
+      local fiber, state = counted(function() return w:write(big) end)
+      refuse_strays((state()))
+      assert.are.equal(0, select(2, state()))
+      go:fill()
+      assert.is_true(fiber:join(t(30)))
+      assert.are.equal(1, select(2, state()))
+      assert.are.equal("ok", r:read_line({ timeout = t(30) }))
+      sock:close()
+      helper.await(server:close())
+    end, 60)
+  end)
+end)
+
+describe("a TLS wait where the fiber cannot yield", function()
+  local boundaries = {
+    { "a table.sort comparator", function(wait) table.sort({ 3, 1, 2 }, function(a, b) wait() return a < b end) end },
+    { "a __tostring metamethod",
+      function(wait) return tostring(setmetatable({}, { __tostring = function() wait() return "" end })) end },
+  }
+  for _, case in ipairs(boundaries) do
+    it("starttls inside " .. case[1] .. " raises naming coronet.spawn, stacks nothing; the next starttls works", function()
+      helper.run(function()
+        local go = coronet.ivar()
+        go:fill()
+        local server, port = late_tls_server(go)
+        local sock, r, w = helper.connect(port)
+        local ok, err = pcall(case[2], function() return sock:starttls(starttls_client()) end)
+        assert.is_false(ok)
+        assert.matches("cannot yield here", tostring(err), 1, true)
+        assert.is_nil(sock:tls_info())
+        assert.is_true(sock:starttls(starttls_client()))
+        assert(w:write("x\n"))
+        assert.are.equal("x", r:read_line({ timeout = t(5) }))
+        sock:close()
+        helper.await(server:close())
+      end)
+    end)
+
+    it("a TLS read and flush inside " .. case[1] .. " raise, attach nothing; the next ones work", function()
+      helper.run(function()
+        local server, port = tls_echo_server()
+        local sock, r, w = tls_client(port)
+        local ok, err = pcall(case[2], function() return r:read_line() end)
+        assert.is_false(ok)
+        assert.matches("cannot yield here", tostring(err), 1, true)
+        assert(w:write(string.rep("f", 64 * 1024), "\n"))
+        ok, err = pcall(case[2], function() return w:flush() end)
+        assert.is_false(ok)
+        assert.matches("cannot yield here", tostring(err), 1, true)
+        assert.is_true(w:flush(t(5)))
+        assert.are.equal(64 * 1024, #r:read_line({ timeout = t(5) }))
+        sock:close()
+        helper.await(server:close())
+      end)
+    end)
+  end
+end)
+
+describe("cancel, timeouts and closes during TLS waits", function()
+  -- After a failed starttls the socket is closed: every later call says "closed".
+  local function closed_after_failure(sock, r, w)
+    assert.is_nil(sock:tls_info())
+    helper.failed_with("closed", r:read_line({ timeout = t(1) }))
+    helper.failed_with("closed", w:write("more\n"))
+    helper.failed_with("closed", sock:starttls(starttls_client()))
+    sock:close()
+  end
+
+  it("fiber:cancel during starttls's handshake: cancelled, and the socket is closed", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      local sock, r, w = helper.connect(port)
+      local fiber = counted(function() return sock:starttls(starttls_client()) end)
+      fiber:cancel()
+      helper.failed_with("cancelled", fiber:join(t(5)))
+      go:fill() -- the server's handshake now meets a closed peer
+      closed_after_failure(sock, r, w)
+      helper.await(server:close(), 5)
+    end)
+  end)
+
+  it("a switch failing during tcp.connect's handshake cancels it and leaves nothing open", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      local result
+      local ok, err = pcall(switch.run, function(sw)
+        sw:fork(function() result = table.pack(tcp.connect(to_localhost(port), { tls = client_tls() })) end)
+        coronet.sleep(t(0.05))
+        error("stop", 0)
+      end)
+      assert.is_false(ok)
+      assert.matches("^stop", tostring(err))
+      assert.are.equal("cancelled", result[3])
+      go:fill()
+      helper.await(server:close(), 5)
+    end)
+  end)
+
+  it("handshake_timeout of starttls: timeout, then the socket is closed", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      local sock, r, w = helper.connect(port)
+      local started = coronet.now()
+      helper.failed_with("timeout", sock:starttls(starttls_client({ handshake_timeout = t(0.2) })))
+      assert.is_true(coronet.now() - started >= t(0.15))
+      go:fill()
+      closed_after_failure(sock, r, w)
+      helper.await(server:close(), 5)
+    end)
+  end)
+
+  it("a failed handshake (verification) closes the socket: every later call says closed", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      go:fill()
+      local server, port = late_tls_server(go)
+      local sock, r, w = helper.connect(port)
+      local _, err, code = sock:starttls(starttls_client({ server_name = "example.com" }))
+      assert.are.equal("tls_verify", code)
+      assert.matches("hostname mismatch", tostring(err), 1, true)
+      closed_after_failure(sock, r, w)
+      helper.await(server:close(), 5)
+    end)
+  end)
+
+  it("cancel and a timeout of a TLS read are not sticky and consume nothing", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = tls_echo_server(nil, function(_, r, w)
+        go.deferred:wait()
+        w:write("first\nsecond\n")
+        r:contents()
+      end)
+      local sock, r = tls_client(port)
+      local reading = counted(function() return r:read_line({ timeout = t(5) }) end)
+      reading:cancel()
+      helper.failed_with("cancelled", reading:join(t(5)))
+      helper.failed_with("timeout", r:read_line({ timeout = t(0.05) }))
+      go:fill()
+      assert.are.equal("first", r:read_line({ timeout = t(5) }))
+      assert.are.equal("second", r:read_line({ timeout = t(5) }))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("cancel and a timeout of a TLS write waiting for room take none of its bytes", function()
+    helper.run(function()
+      local big = string.rep("b", 16 * 1024 * 1024)
+      local go = coronet.ivar()
+      local server, port = tls_echo_server(nil, function(_, r, w)
+        go.deferred:wait()
+        local data = r:really_read(#big + 3, { timeout = t(30) })
+        w:write(data and data:sub(-3) == "end" and "ok\n" or "short\n")
+      end)
+      local sock, r, w = tls_client(port, nil, { writer_buffer_size = 64 * 1024 })
+      assert(w:write(big))
+      local writing = counted(function() return w:write(big) end)
+      writing:cancel()
+      helper.failed_with("cancelled", writing:join(t(5)))
+      sock:settimeouts(nil, t(0.05))
+      helper.failed_with("timeout", w:write(big))
+      go:fill()
+      assert(w:write("end"))
+      assert.are.equal("ok", r:read_line({ timeout = t(30) }))
+      sock:close()
+      helper.await(server:close())
+    end, 60)
+  end)
+
+  it("another fiber closing the socket during a TLS write waiting for room wakes it with closed", function()
+    helper.run(function()
+      local hold = coronet.ivar()
+      local server, port = tls_echo_server(nil, function() hold.deferred:wait() end)
+      local sock, _, w = tls_client(port, nil, { writer_buffer_size = 64 * 1024 })
+      local big = string.rep("c", 16 * 1024 * 1024)
+      assert(w:write(big))
+      local writing = counted(function() return w:write(big) end)
+      sock:close()
+      helper.failed_with("closed", writing:join(t(5)))
+      hold:fill()
+      helper.await(server:close(), 5)
+    end)
+  end)
+end)
+
+-- A proxy from its clients to port relaying both ways; once `cut` is
+-- filled, the next chunk from the server goes to `tamper(chunk, psock)`
+-- instead, and the relay stops. Returns proxy, proxy_port.
+local function tampering_proxy(port, cut, tamper)
+  return helper.server(function(_, psock)
+    local upstream = assert(tcp.connect_sock(helper.to(port)))
+    coronet.spawn(function() psock:copy_to(upstream) end)
+    local from, to = upstream:reader(), psock:writer()
+    while true do
+      local chunk = from:read(64 * 1024, { timeout = t(10) })
+      if not chunk then break end
+      if cut.filled then
+        tamper(chunk, psock)
+        break
+      end
+      assert(to:write(chunk))
+    end
+    upstream:close()
+    psock:close()
+  end, { halves = false })
+end
+
+-- Through a tampering proxy to a TLS echo server: a line goes through,
+-- then the server's answer to a 10 KB line is tampered with. Returns the
+-- client's read results.
+local function read_tampered(tamper)
+  local cut = coronet.ivar()
+  local server, port = tls_echo_server()
+  local proxy, proxy_port = tampering_proxy(port, cut, tamper)
+  local sock, r, w = tls_client(proxy_port)
+  assert(w:write("hello\n"))
+  assert.are.equal("hello", r:read_line({ timeout = t(5) })) -- the tickets came before it
+  cut:fill()
+  assert(w:write(string.rep("x", 10000), "\n"))
+  local results = table.pack(r:read_line({ timeout = t(5) }))
+  sock:close()
+  helper.await(proxy:close(), 5)
+  helper.await(server:close(), 5)
+  return table.unpack(results, 1, results.n)
+end
+
+-- The first TLS record a coronet client sends (its ClientHello), as bytes.
+local function captured_client_hello()
+  local hello = coronet.ivar()
+  local server, port = helper.server(function(_, r)
+    local header = assert(r:peek(5, { timeout = t(5) }))
+    hello:fill(r:really_read(5 + (header:byte(4) << 8 | header:byte(5)), { timeout = t(5) }))
+    r:socket():abort()
+  end)
+  assert.is_nil((tcp.connect(to_localhost(port), { tls = client_tls() })))
+  helper.await(server:close())
+  return hello.deferred:wait()
+end
+
+local function one_of(set, value) return set[value] == true end
+
+describe("TLS peers that reset, stall, trickle or lie", function()
+  it("a server that resets right after the handshake: the client's read fails at once, nothing left open", function()
+    helper.run(function()
+      local server, port = tls_echo_server(nil, function(_, r) r:socket():abort() end)
+      local sock, r = tls_client(port)
+      local data, err, code = r:read_line({ timeout = t(5) })
+      assert.is_nil(data)
+      assert.is_true(one_of({ ECONNRESET = true, tls_truncated = true }, code), tostring(err))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("half a TLS record then a reset: ECONNRESET; half a record then a FIN: tls_truncated", function()
+    helper.run(function()
+      local function half(chunk, psock)
+        psock:writer():write(chunk:sub(1, #chunk // 2))
+        psock:writer():flush()
+      end
+      helper.failed_with("ECONNRESET", read_tampered(function(chunk, psock)
+        half(chunk, psock)
+        coronet.sleep(t(0.05))
+        psock:abort()
+      end))
+      local _, err = read_tampered(half)
+      helper.failed_with("tls_truncated", read_tampered(half))
+      assert.are.equal("tls", err.kind)
+    end)
+  end)
+
+  it("a record with a huge length after the handshake: tls_protocol, OpenSSL's reason in the message", function()
+    helper.run(function()
+      local data, err, code = read_tampered(function(_, psock)
+        psock:writer():write("\23\3\3\255\255", string.rep("\0", 64))
+        psock:writer():flush()
+        coronet.sleep(t(0.2))
+      end)
+      assert.is_nil(data)
+      assert.are.equal("tls_protocol", code)
+      assert.matches("TLS protocol error (tls_protocol): packet length too long", tostring(err), 1, true)
+    end)
+  end)
+
+  it("a record altered in flight: tls_protocol naming the bad record MAC", function()
+    helper.run(function()
+      local data, err, code = read_tampered(function(chunk, psock)
+        local i = #chunk // 2
+        psock:writer():write(chunk:sub(1, i - 1), string.char(chunk:byte(i) ~ 1), chunk:sub(i + 1))
+        psock:writer():flush()
+        coronet.sleep(t(0.2))
+      end)
+      assert.is_nil(data)
+      assert.are.equal("tls_protocol", code)
+      assert.matches("bad record mac", tostring(err), 1, true)
+    end)
+  end)
+
+  it("a server that resets mid-handshake: the client's connect fails, nothing left open", function()
+    helper.run(function()
+      local server, port = helper.server(function(_, r)
+        r:read(64 * 1024, { timeout = t(5) }) -- the ClientHello
+        r:socket():abort()
+      end)
+      local sock, err, code = tcp.connect(to_localhost(port), { tls = client_tls() })
+      assert.is_nil(sock)
+      assert.is_true(one_of({ ECONNRESET = true, tls_handshake = true }, code), tostring(err))
+      helper.await(server:close())
+    end)
+  end)
+
+  it("clients that reset after their ClientHello, or send it and go silent, end only their own connection", function()
+    helper.run(function()
+      local hello = captured_client_hello()
+      local server, port = tls_echo_server({ handshake_timeout = t(0.3) })
+      local resetting, _, rw = helper.connect(port)
+      assert(rw:write(hello))
+      assert(rw:flush())
+      resetting:abort()
+      local silent, sr, sw = helper.connect(port)
+      assert(sw:write(hello))
+      local started = coronet.now()
+      round_trip(port) -- served meanwhile
+      local answer, _, code = sr:contents({ timeout = t(5) }) -- the server's flight, then its close
+      assert.is_nil(code)
+      assert.is_true(#answer > 0)
+      assert.is_true(coronet.now() - started >= t(0.25))
+      silent:close()
+      assert.is_true(helper.eventually(function() return server:num_connections() == 0 end))
+      round_trip(port)
+      helper.await(server:close())
+    end)
+  end)
+
+  it("a handshake and a line trickled one byte at a time each way arrive whole", function()
+    helper.run(function()
+      local server, port = tls_echo_server()
+      local function trickle(from, to)
+        while true do
+          local chunk = from:reader():read(64 * 1024)
+          if not chunk then return end
+          for i = 1, #chunk do
+            if not (to:writer():write(chunk:sub(i, i)) and to:writer():flush()) then return end
+          end
+        end
+      end
+      local proxy, proxy_port = helper.server(function(_, psock)
+        local upstream = assert(tcp.connect_sock(helper.to(port)))
+        local up = coronet.spawn(trickle, psock, upstream)
+        trickle(upstream, psock)
+        up:join(t(10))
+        upstream:close()
+        psock:close()
+      end, { halves = false })
+      local sock, r, w = tls_client(proxy_port)
+      assert(w:write("trickled\n"))
+      assert.are.equal("trickled", r:read_line({ timeout = t(10) }))
+      assert.is_true(sock:tls_info().verified)
+      sock:close()
+      helper.await(proxy:close(), 10)
+      helper.await(server:close())
+    end, 30)
+  end)
+
+  it("a record header with a huge length instead of a ClientHello, or of a ServerHello, fails that handshake only", function()
+    helper.run(function()
+      local server, port = tls_echo_server()
+      local sock, r, w = helper.connect(port)
+      assert(w:write("\22\3\1\255\255", string.rep("\1", 64)))
+      local _, _, code = r:contents({ timeout = t(5) })
+      assert.is_true(code == nil or code == "ECONNRESET", tostring(code))
+      sock:close()
+      round_trip(port)
+      local liar, liar_port = helper.server(function(_, lr, lw)
+        lr:read(64 * 1024, { timeout = t(5) })
+        lw:write("\22\3\3\255\255", string.rep("\2", 64))
+        lr:contents({ timeout = t(5) })
+      end)
+      local none, err, ccode = tcp.connect(to_localhost(liar_port), { tls = client_tls() })
+      assert.is_nil(none)
+      assert.are.equal("tls_handshake", ccode)
+      assert.matches("packet length too long", tostring(err), 1, true)
+      helper.await(liar:close())
+      helper.await(server:close())
+    end)
+  end)
+end)
+
+describe("TLS with openssl s_client changing keys", function()
+  -- s_client with its command letters on (not -quiet's ign_eof): a line
+  -- "K" or "k" sends a TLS 1.3 KeyUpdate, "R" asks for renegotiation (TLS 1.2).
+  local function s_client(port, extra)
+    return assert(quiet_spawn("openssl s_client -connect 127.0.0.1:" .. port .. " -CAfile " .. cert("ca.pem")
+      .. " -verify_return_error -servername localhost -quiet -no_ign_eof " .. (extra or "")))
+  end
+
+  it("key updates (K, k) in TLS 1.3 leave the stream whole both ways", function()
+    helper.run(function()
+      local server, port = tls_echo_server()
+      local proc, stdin, stdout = s_client(port)
+      local out = stdout:reader()
+      for i, command in ipairs({ "K", "k", "K" }) do
+        assert(stdin:write("line ", i, "\n"))
+        assert.are.equal("line " .. i, out:read_line({ timeout = t(10) }))
+        assert(stdin:write(command, "\n"))
+        coronet.sleep(t(0.2)) -- s_client drops the rest of the read that holds a command
+      end
+      assert(stdin:write("after\n"))
+      assert.are.equal("after", out:read_line({ timeout = t(10) }))
+      stdin:close()
+      assert.are.equal(0, proc:wait(t(10)))
+      stdout:close()
+      proc:close()
+      helper.await(server:close())
+    end, 30)
+  end)
+
+  it("a renegotiation request (R) in TLS 1.2 is refused without harm to the server", function()
+    helper.run(function()
+      local server, port = tls_echo_server()
+      local proc, stdin, stdout = s_client(port, "-tls1_2")
+      local out = stdout:reader()
+      assert(stdin:write("before\n"))
+      assert.are.equal("before", out:read_line({ timeout = t(10) }))
+      assert(stdin:write("R\n"))
+      assert(stdin:write("after\n"))
+      out:contents({ timeout = t(10) }) -- whatever s_client makes of the refusal
+      stdin:close()
+      proc:wait(t(10))
+      stdout:close()
+      proc:close()
+      assert.is_true(helper.eventually(function() return server:num_connections() == 0 end, 5))
+      round_trip(port)
+      helper.await(server:close())
+    end, 30)
+  end)
+end)
