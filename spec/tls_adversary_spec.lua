@@ -288,6 +288,44 @@ describe("cancel, timeouts and closes during TLS waits", function()
     end)
   end)
 
+  it("reads and writes made in other fibers during the handshake go through TLS once it is done", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      local sock, r, w = helper.connect(port)
+      local starting = counted(function() return sock:starttls(starttls_client()) end)
+      local reading = counted(function() return r:read_line({ timeout = t(5) }) end)
+      assert(w:write("early\n")) -- held until the handshake is done
+      go:fill()
+      assert.is_true(starting:join(t(5)))
+      assert.are.equal("early", reading:join(t(5)))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("a write held by a handshake that times out or is cancelled fails at once; the close does not wait", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      for _, stop in ipairs({ "timeout", "cancelled" }) do
+        local sock, _, w = helper.connect(port, { close_timeout = t(10) })
+        local starting = counted(function()
+          return sock:starttls(starttls_client({ handshake_timeout = stop == "timeout" and t(0.2) or nil }))
+        end)
+        assert(w:write("held\n"))
+        if stop == "cancelled" then starting:cancel() end
+        helper.failed_with(stop, starting:join(t(5)))
+        local started = coronet.now()
+        assert.is_true(sock:close_finished(t(5)))
+        assert.is_true(coronet.now() - started < t(2), "the close waited for close_timeout")
+        helper.failed_with("closed", w:write("more\n"))
+      end
+      go:fill()
+      helper.await(server:close(), 5)
+    end)
+  end)
+
   it("cancel and a timeout of a TLS read are not sticky and consume nothing", function()
     helper.run(function()
       local go = coronet.ivar()
@@ -432,6 +470,7 @@ describe("TLS peers that reset, stall, trickle or lie", function()
       local _, err = read_tampered(half)
       helper.failed_with("tls_truncated", read_tampered(half))
       assert.are.equal("tls", err.kind)
+      assert.matches("(tls_truncated): the peer closed the connection without close_notify", tostring(err), 1, true)
     end)
   end)
 
@@ -599,5 +638,201 @@ describe("TLS with openssl s_client changing keys", function()
       round_trip(port)
       helper.await(server:close())
     end, 30)
+  end)
+end)
+
+describe("a TLS server closed with handshakes pending", function()
+  it("ends them, and leaves nothing open", function()
+    helper.run(function()
+      local server, port = tls_echo_server()
+      local silent = {}
+      for i = 1, 5 do silent[i] = helper.connect(port) end -- no ClientHello
+      local connecting = counted(function()
+        return tcp.connect(to_localhost(port), { tls = client_tls() })
+      end)
+      helper.await(server:close(), 5)
+      local sock = connecting:join(t(5))
+      if sock then sock:close() end
+      for _, s in ipairs(silent) do s:close() end
+    end)
+  end)
+end)
+
+describe("starttls misuse", function()
+  it("twice on one socket, or while another fiber's starttls runs, raises naming the call", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      local sock, r, w = helper.connect(port)
+      local first = counted(function() return sock:starttls(starttls_client()) end)
+      assert.has_error(function() sock:starttls(starttls_client()) end, "socket:starttls: the socket has TLS already")
+      go:fill()
+      assert.is_true(first:join(t(5)))
+      assert.has_error(function() sock:starttls(starttls_client()) end, "socket:starttls: the socket has TLS already")
+      assert(w:write("still fine\n"))
+      assert.are.equal("still fine", r:read_line({ timeout = t(5) }))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("on a closed socket: nil, err, closed", function()
+    helper.run(function()
+      local server, port = helper.server(function(_, r) r:contents() end)
+      local sock = helper.connect(port)
+      sock:close()
+      helper.failed_with("closed", sock:starttls(starttls_client()))
+      assert.is_nil(sock:tls_info())
+      helper.await(server:close())
+    end)
+  end)
+
+  it("while a reader waits in another fiber: busy, and the plain socket goes on working", function()
+    helper.run(function()
+      local server, port = helper.server(helper.echo)
+      local sock, r, w = helper.connect(port)
+      local reading = counted(function() return r:read_line({ timeout = t(5) }) end)
+      helper.failed_with("busy", sock:starttls(starttls_client()))
+      assert.is_nil(sock:tls_info())
+      assert(w:write("plain\n"))
+      assert.are.equal("plain", reading:join(t(5)))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+
+  it("bytes buffered before it are the TLS engine's first input: a hello is used, junk fails the handshake", function()
+    helper.run(function()
+      local results = {}
+      local server, port = helper.server(function(_, r, w)
+        assert.are.equal("STARTTLS", r:read_line({ timeout = t(5) }))
+        assert(helper.eventually(function() return r:buffered() > 0 end, 5)) -- the client's next bytes came
+        local buffered = r:buffered()
+        local ok, _, code = r:socket():starttls(starttls_server())
+        results[#results + 1] = { buffered = buffered, ok = ok, code = code }
+        if ok then w:write("secret\n") end
+      end)
+      local sock, r, w = helper.connect(port)
+      assert(w:write("STARTTLS\n"))
+      assert(w:flush())
+      assert.is_true(sock:starttls(starttls_client()))
+      assert.are.equal("secret", r:read_line({ timeout = t(5) }))
+      sock:close()
+      local junk, _, jw = helper.connect(port)
+      assert(jw:write("STARTTLS\nthis is not a TLS record\n"))
+      assert(jw:flush())
+      assert(helper.eventually(function() return #results == 2 end, 5))
+      junk:close()
+      assert.is_true(results[1].buffered > 0)
+      assert.is_true(results[1].ok)
+      assert.is_true(results[2].buffered > 0)
+      assert.are.equal("tls_handshake", results[2].code)
+      helper.await(server:close())
+    end)
+  end)
+end)
+
+describe("TLS, the collector and the end of the Lua state", function()
+  it("sockets dropped mid-handshake (a cancelled starttls, a cancelled connect) are collected; the peers end", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      do
+        local sock = helper.connect(port)
+        local starting = counted(function() return sock:starttls(starttls_client()) end)
+        local connecting = counted(function() return tcp.connect(to_localhost(port), { tls = client_tls() }) end)
+        starting:cancel()
+        connecting:cancel()
+        collectgarbage()
+        helper.failed_with("cancelled", starting:join(t(5)))
+        helper.failed_with("cancelled", connecting:join(t(5)))
+      end
+      for _ = 1, 3 do
+        collectgarbage()
+        coronet.sleep(0.01)
+      end
+      go:fill()
+      assert.is_true(helper.eventually(function() return server:num_connections() == 0 end, 5))
+      helper.await(server:close())
+    end)
+  end)
+
+  it("a Lua state closed with client and server handshakes and TLS reads in flight", function()
+    local script = ([[
+      package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+      local coronet = require "coronet"
+      local tcp = coronet.tcp
+      local tls = { cert_file = %q, key_file = %q }
+      local client = { ca_file = %q }
+      coronet.run(function()
+        local where = tcp.Where_to_listen.of_address(coronet.address("127.0.0.1", 0))
+        local server = assert(tcp.Server.create(where, function(_, r) r:read_line() end, { tls = tls }))
+        local silent = assert(tcp.Server.create(where, function(_, r) r:read_line() end))
+        local function to(s) return tcp.Where_to_connect.of_host_and_port("localhost", s:listening_on()) end
+        for _ = 1, 3 do
+          tcp.connect_sock(to(server)) -- plain: the server's handshake waits for a hello
+          coronet.spawn(tcp.connect, to(silent), { tls = client }) -- the client's handshake waits
+          coronet.spawn(function() -- a TLS read waits
+            local _, r = assert(tcp.connect(to(server), { tls = client }))
+            r:read_line()
+          end)
+          coronet.spawn(function()
+            local sock = assert(tcp.connect_sock(to(silent)))
+            sock:starttls({ ca_file = client.ca_file, server_name = "localhost" })
+          end)
+        end
+        coronet.sleep(0.2)
+        print("closing")
+        io.stdout:flush()
+        os.exit(0, true)
+      end)
+      print("not reached")
+    ]]):format(cert("server.pem"), cert("server.key"), cert("ca.pem"))
+    local file = os.tmpname()
+    local f = assert(io.open(file, "w"))
+    f:write(script)
+    f:close()
+    local p = assert(io.popen(("LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1; echo \"EXIT=$?\""):format(
+      package.cpath, math.ceil(t(20)), file)))
+    local out = p:read("a")
+    p:close()
+    os.remove(file)
+    assert.is_truthy(out:find("closing"), out)
+    assert.is_falsy(out:find("not reached"), out)
+    assert.are.equal("0", out:match("EXIT=(%d+)%s*$"), out)
+  end)
+end)
+
+describe("many TLS handshakes at once", function()
+  -- Under GC stress (a full collection at every allocation) a fifth of them.
+  local clients_n, max_n = 200, 50
+  if helper.gc_stress then clients_n, max_n = 40, 10 end
+
+  it("200 concurrent clients against a TLS server with max_connections = 50: every one served", function()
+    helper.run(function()
+      local peak = 0
+      local server, port
+      server, port = tls_echo_server(nil, function(_, r, w)
+        peak = math.max(peak, server:num_connections())
+        helper.echo(_, r, w)
+      end, { max_connections = max_n })
+      local clients = {}
+      for i = 1, clients_n do
+        clients[i] = coronet.spawn(function()
+          local sock, r, w = tcp.connect(to_localhost(port), { tls = client_tls({ handshake_timeout = t(30) }) })
+          if not sock then return nil, r end
+          w:write("client ", i, "\n")
+          local line, err = r:read_line({ timeout = t(30) })
+          sock:close()
+          return line, err
+        end)
+      end
+      for i, client in ipairs(clients) do
+        local line, err = client:join(t(60))
+        assert.are.equal("client " .. i, line, tostring(err))
+      end
+      assert.is_true(peak <= max_n, "peak " .. peak)
+      helper.await(server:close(), 10)
+    end, 120)
   end)
 end)
