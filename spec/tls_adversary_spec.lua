@@ -63,11 +63,6 @@ local function counted(fn)
   return fiber, function() return co, returns end
 end
 
--- Starts a shell command line, stderr dropped, outside the sanitizers' preload.
-local function quiet_spawn(command)
-  return process.spawn("sh", { "-c", "exec env -u LD_PRELOAD " .. command .. " 2>/dev/null" })
-end
-
 -- A TLS echo server; returns server, port.
 local function tls_echo_server(extra, handler, opts)
   return helper.server(handler or helper.echo, with({ tls = server_tls(extra) }, opts))
@@ -218,6 +213,29 @@ describe("a TLS wait where the fiber cannot yield", function()
   end
 end)
 
+describe("a TLS wait outside a coronet fiber", function()
+  it("starttls and a TLS read in a coroutine of the user's raise naming coronet.spawn; the fiber's next ones work", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      go:fill()
+      local server, port = late_tls_server(go)
+      local sock, r, w = helper.connect(port)
+      local ok, err = coroutine.wrap(function() return pcall(sock.starttls, sock, starttls_client()) end)()
+      assert.is_false(ok)
+      assert.matches("coronet.spawn", tostring(err), 1, true)
+      assert.is_nil(sock:tls_info())
+      assert.is_true(sock:starttls(starttls_client()))
+      ok, err = coroutine.wrap(function() return pcall(r.read_line, r) end)()
+      assert.is_false(ok)
+      assert.matches("coronet.spawn", tostring(err), 1, true)
+      assert(w:write("x\n"))
+      assert.are.equal("x", r:read_line({ timeout = t(5) }))
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+end)
+
 describe("cancel, timeouts and closes during TLS waits", function()
   -- After a failed starttls the socket is closed: every later call says "closed".
   local function closed_after_failure(sock, r, w)
@@ -268,8 +286,11 @@ describe("cancel, timeouts and closes during TLS waits", function()
       local started = coronet.now()
       helper.failed_with("timeout", sock:starttls(starttls_client({ handshake_timeout = t(0.2) })))
       assert.is_true(coronet.now() - started >= t(0.15))
-      go:fill()
       closed_after_failure(sock, r, w)
+      local sock0, r0, w0 = helper.connect(port) -- a timeout of 0: over before it starts
+      helper.failed_with("timeout", sock0:starttls(starttls_client({ handshake_timeout = 0 })))
+      closed_after_failure(sock0, r0, w0)
+      go:fill()
       helper.await(server:close(), 5)
     end)
   end)
@@ -592,11 +613,21 @@ describe("TLS peers that reset, stall, trickle or lie", function()
 end)
 
 describe("TLS with openssl s_client changing keys", function()
-  -- s_client with its command letters on (not -quiet's ign_eof): a line
-  -- "K" or "k" sends a TLS 1.3 KeyUpdate, "R" asks for renegotiation (TLS 1.2).
+  -- s_client in its interactive mode (neither -quiet nor -ign_eof), where a
+  -- line "K" or "k" sends a TLS 1.3 KeyUpdate and "R" asks for a TLS 1.2
+  -- renegotiation; its stdout and stderr are one stream here.
   local function s_client(port, extra)
-    return assert(quiet_spawn("openssl s_client -connect 127.0.0.1:" .. port .. " -CAfile " .. cert("ca.pem")
-      .. " -verify_return_error -servername localhost -quiet -no_ign_eof " .. (extra or "")))
+    return assert(process.spawn("sh", { "-c", "exec env -u LD_PRELOAD openssl s_client -connect 127.0.0.1:" .. port
+      .. " -CAfile " .. cert("ca.pem") .. " -verify_return_error -servername localhost " .. (extra or "") .. " 2>&1" }))
+  end
+
+  -- Reads s_client's output up to a line containing `want`; false at its end.
+  local function await_line(out, want)
+    while true do
+      local line = out:read_line({ timeout = t(10) })
+      if line == nil then return false end
+      if line:find(want, 1, true) then return true end
+    end
   end
 
   it("key updates (K, k) in TLS 1.3 leave the stream whole both ways", function()
@@ -604,14 +635,15 @@ describe("TLS with openssl s_client changing keys", function()
       local server, port = tls_echo_server()
       local proc, stdin, stdout = s_client(port)
       local out = stdout:reader()
+      assert(stdin:write("line 0\n"))
+      assert.is_true(await_line(out, "line 0"))
       for i, command in ipairs({ "K", "k", "K" }) do
-        assert(stdin:write("line ", i, "\n"))
-        assert.are.equal("line " .. i, out:read_line({ timeout = t(10) }))
         assert(stdin:write(command, "\n"))
-        coronet.sleep(t(0.2)) -- s_client drops the rest of the read that holds a command
+        assert.is_true(await_line(out, "KEYUPDATE"))
+        coronet.sleep(t(0.1)) -- s_client drops the rest of a read that holds a command
+        assert(stdin:write("line ", i, "\n"))
+        assert.is_true(await_line(out, "line " .. i))
       end
-      assert(stdin:write("after\n"))
-      assert.are.equal("after", out:read_line({ timeout = t(10) }))
       stdin:close()
       assert.are.equal(0, proc:wait(t(10)))
       stdout:close()
@@ -620,24 +652,81 @@ describe("TLS with openssl s_client changing keys", function()
     end, 30)
   end)
 
-  it("a renegotiation request (R) in TLS 1.2 is refused without harm to the server", function()
+  it("a TLS 1.2 renegotiation request (R) is refused (no_renegotiation); the server goes on serving", function()
     helper.run(function()
       local server, port = tls_echo_server()
       local proc, stdin, stdout = s_client(port, "-tls1_2")
       local out = stdout:reader()
       assert(stdin:write("before\n"))
-      assert.are.equal("before", out:read_line({ timeout = t(10) }))
+      assert.is_true(await_line(out, "before"))
       assert(stdin:write("R\n"))
-      assert(stdin:write("after\n"))
-      out:contents({ timeout = t(10) }) -- whatever s_client makes of the refusal
-      stdin:close()
+      assert.is_true(await_line(out, "RENEGOTIATING"))
+      assert.is_true(await_line(out, "no renegotiation")) -- s_client takes the refusal as fatal
       proc:wait(t(10))
+      stdin:close()
       stdout:close()
       proc:close()
       assert.is_true(helper.eventually(function() return server:num_connections() == 0 end, 5))
       round_trip(port)
       helper.await(server:close())
     end, 30)
+  end)
+end)
+describe("TLS under the pump and the age limit", function()
+  it("copy_to from a TLS socket to a plain one and back (a TLS-terminating proxy) moves 1 MiB whole", function()
+    helper.run(function()
+      local blob = string.rep("0123456789abcde\n", 64 * 1024)
+      local backend, backend_port = helper.server(function(_, r, w)
+        local data = r:really_read(#blob, { timeout = t(10) })
+        if data then w:write(data) end
+      end)
+      local proxy, proxy_port = tls_echo_server(nil, function(_, psock)
+        local upstream = assert(tcp.connect_sock(helper.to(backend_port)))
+        local up = coronet.spawn(function() return psock:copy_to(upstream) end)
+        upstream:copy_to(psock)
+        up:join(t(10))
+        upstream:close()
+      end, { halves = false })
+      local sock, r, w = tls_client(proxy_port)
+      assert(w:write(blob))
+      assert.are.equal(blob, r:really_read(#blob, { timeout = t(10) }))
+      sock:close()
+      helper.await(proxy:close(), 5)
+      helper.await(backend:close(), 5)
+    end, 30)
+  end)
+
+  it("the buffer age limit expiring on a write held by a stalled handshake ends the handshake", function()
+    helper.run(function()
+      local go = coronet.ivar()
+      local server, port = late_tls_server(go)
+      local sock, _, w = helper.connect(port, { buffer_age_limit = t(0.2) })
+      local starting = counted(function() return sock:starttls(starttls_client()) end)
+      assert(w:write("held\n"))
+      local _, _, code = starting:join(t(5))
+      assert.is_true(code == "closed" or code == "stalled", tostring(code))
+      assert.is_true(sock:close_finished(t(5)))
+      go:fill()
+      helper.await(server:close(), 5)
+    end)
+  end)
+end)
+
+describe("a TLS half-close", function()
+  it("a client that closes its writer (close_notify) still reads the server's answer, then a clean end", function()
+    helper.run(function()
+      local server, port = tls_echo_server(nil, function(_, r, w)
+        local request, _, code = r:contents({ timeout = t(5) })
+        w:write(code and "error " .. code .. "\n" or "got " .. #request .. "\n")
+      end)
+      local sock, r, w = tls_client(port)
+      assert(w:write("request"))
+      w:close()
+      assert.are.equal("got 7", r:read_line({ timeout = t(5) }))
+      assert.are.equal("closed", select(3, r:read_line({ timeout = t(5) })))
+      sock:close()
+      helper.await(server:close())
+    end)
   end)
 end)
 
