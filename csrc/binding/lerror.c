@@ -6,7 +6,8 @@
 
 /* The message and the address text are made when first read (most errors
  * on a busy server are EOFs nobody prints): until then the table keeps the
- * operation at [1], the code at [2] and the address value at [3]. */
+ * operation at [1], the code at [2], the address value at [3] and a
+ * detail for the message's end (OpenSSL's reason) at [4]. */
 enum { ERR_WHAT = 1, ERR_CODE = 2, ERR_WHERE = 3, ERR_DETAIL = 4 };
 
 /* Pops the address value (or nil) on top; leaves the error value there. */
