@@ -175,7 +175,7 @@ describe("a TLS wait where the fiber cannot yield", function()
       function(wait) return tostring(setmetatable({}, { __tostring = function() wait() return "" end })) end },
   }
   for _, case in ipairs(boundaries) do
-    it("starttls inside " .. case[1] .. " raises naming coronet.spawn, stacks nothing; the next starttls works", function()
+    it("starttls inside " .. case[1] .. " raises (cannot yield here), stacks nothing; the next starttls works", function()
       helper.run(function()
         local go = coronet.ivar()
         go:fill()
@@ -553,6 +553,23 @@ describe("TLS peers that reset, stall, trickle or lie", function()
       assert.is_true(coronet.now() - started >= t(0.25))
       silent:close()
       assert.is_true(helper.eventually(function() return server:num_connections() == 0 end))
+      round_trip(port)
+      helper.await(server:close())
+    end)
+  end)
+
+  it("half a ClientHello then a reset or a FIN ends that handshake at once, not at handshake_timeout", function()
+    helper.run(function()
+      local hello = captured_client_hello()
+      local server, port = tls_echo_server({ handshake_timeout = t(30) })
+      for _, ending in ipairs({ "abort", "close" }) do
+        local sock, _, w = helper.connect(port)
+        assert(w:write(hello:sub(1, #hello // 2)))
+        assert(w:flush())
+        assert.is_true(helper.eventually(function() return server:num_connections() == 1 end))
+        sock[ending](sock)
+        assert.is_true(helper.eventually(function() return server:num_connections() == 0 end, 5), ending)
+      end
       round_trip(port)
       helper.await(server:close())
     end)
