@@ -729,6 +729,58 @@ describe("TLS under the pump and the age limit", function()
   end)
 end)
 
+describe("a TLS reader with a tiny buffer", function()
+  it("a line longer than the cap gives line_too_long; every byte is still read in order", function()
+    helper.run(function()
+      local long = string.rep("L", 1000)
+      local got = coronet.ivar()
+      local server, port = tls_echo_server(nil, function(_, r)
+        local _, _, code = r:read_line({ timeout = t(5) })
+        local parts, total = {}, 0
+        while total < #long + 7 do
+          local piece = r:read(64, { timeout = t(5) })
+          if not piece then break end
+          parts[#parts + 1] = piece
+          total = total + #piece
+        end
+        got:fill({ code = code, data = table.concat(parts) })
+      end, { reader_buffer_size = 64 })
+      local sock, _, w = tls_client(port)
+      assert(w:write(long, "\nshort\n"))
+      local result = got.deferred:wait(t(5))
+      assert.are.equal("line_too_long", result.code)
+      assert.are.equal(long .. "\nshort\n", result.data)
+      sock:close()
+      helper.await(server:close())
+    end)
+  end)
+end)
+
+describe("a TLS socket closed by its reader inside the read event", function()
+  it("close and abort right after the first of many decrypted lines leave nothing open", function()
+    helper.run(function()
+      local lines = string.rep("some line of text\n", 2000)
+      local server, port = tls_echo_server(nil, function(_, r, w)
+        r:read_line({ timeout = t(5) })
+        w:write(lines)
+        r:contents({ timeout = t(5) })
+      end)
+      for _, ending in ipairs({ "close", "abort", "close", "abort" }) do
+        local sock, r, w = tls_client(port)
+        assert(w:write("go\n"))
+        -- This read waits: the TLS layer's delivery wakes it, and the close runs inside that delivery.
+        assert.are.equal("some line of text", r:read_line({ timeout = t(5) }))
+        sock[ending](sock)
+        -- (After an abort, as on a plain socket, the bytes already buffered stay readable.)
+        local line, _, code
+        repeat line, _, code = r:read_line() until not line
+        assert.are.equal("closed", code)
+      end
+      helper.await(server:close(), 5)
+    end)
+  end)
+end)
+
 describe("a TLS half-close", function()
   it("a client that closes its writer (close_notify) still reads the server's answer, then a clean end", function()
     helper.run(function()
