@@ -136,6 +136,9 @@ void lcn_fiber_fail(lcn_ctx *ctx, lua_State *from, int idx);
 int lcn_fail(lua_State *L, int err, const char *what, const cn_addr *addr);
 int lcn_fail_stream(lua_State *L, int err, const char *what, cn_stream *s);
 void lcn_push_error(lua_State *L, int err, const char *what, const cn_addr *addr);
+/* Adds why (a cause the code alone does not tell: OpenSSL's reason) to the
+ * message of the error value at idx, after its code; nothing if "" or NULL. */
+void lcn_error_add_detail(lua_State *L, int idx, const char *detail);
 int lcn_open_error(lua_State *L);
 
 /* laddr.c */

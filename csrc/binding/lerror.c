@@ -6,8 +6,9 @@
 
 /* The message and the address text are made when first read (most errors
  * on a busy server are EOFs nobody prints): until then the table keeps the
- * operation at [1], the code at [2] and the address value at [3]. */
-enum { ERR_WHAT = 1, ERR_CODE = 2, ERR_WHERE = 3 };
+ * operation at [1], the code at [2], the address value at [3] and a
+ * detail for the message's end (OpenSSL's reason) at [4]. */
+enum { ERR_WHAT = 1, ERR_CODE = 2, ERR_WHERE = 3, ERR_DETAIL = 4 };
 
 /* Pops the address value (or nil) on top; leaves the error value there. */
 static void push_error_with_address(lua_State *L, int err, const char *what) {
@@ -49,6 +50,20 @@ int lcn_fail(lua_State *L, int err, const char *what, const cn_addr *addr) {
   return 3;
 }
 
+void lcn_error_add_detail(lua_State *L, int idx, const char *detail) {
+  if (!detail || !detail[0]) return;
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, detail);
+  lua_rawseti(L, idx, ERR_DETAIL);
+}
+
+/* A TLS failure of s's engine: its reason (OpenSSL's), else NULL. */
+static const char *tls_detail(int err, cn_stream *s) {
+  const char *kind = cn_err_kind(err);
+  cn_tls_conn *tc = s && kind && strcmp(kind, "tls") == 0 ? cn_stream_tls(s) : NULL;
+  return tc ? cn_tls_conn_message(tc) : NULL;
+}
+
 /* Names the peer: the address remembered for the object at index 1 (a
  * socket, reader or writer), else what the kernel still says. */
 int lcn_fail_stream(lua_State *L, int err, const char *what, cn_stream *s) {
@@ -61,6 +76,7 @@ int lcn_fail_stream(lua_State *L, int err, const char *what, cn_stream *s) {
       lua_pushnil(L);
   }
   push_error_with_address(L, err, what);
+  lcn_error_add_detail(L, -1, tls_detail(err, s));
   lua_pushstring(L, cn_err_name(err));
   return 3;
 }
@@ -85,6 +101,11 @@ static int l_index(lua_State *L) {
     lua_pushfstring(L, "%s: %s (%s)", what, cn_strerror(err), cn_err_name(err));
   else
     lua_pushfstring(L, "%s (%s)", cn_strerror(err), cn_err_name(err));
+  if (lua_rawgeti(L, 1, ERR_DETAIL) == LUA_TSTRING) {
+    lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+    lua_replace(L, -3);
+  }
+  lua_pop(L, 1);
   lua_setfield(L, 1, "message");
   lua_pushvalue(L, 2);
   lua_rawget(L, 1);

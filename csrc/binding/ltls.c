@@ -92,24 +92,27 @@ static int l_context_gc(lua_State *L) {
 }
 
 /* nil, err, code for a TLS failure on the socket at 1, the engine's reason
- * (OpenSSL's, or the verification error) added to the message. */
+ * (OpenSSL's, or the verification error) added to the message. The engine
+ * may not be the stream's yet (a bad session option). */
 static int tls_fail(lua_State *L, int err, const char *what, cn_tls_conn *tc) {
-  const char *detail = tc ? cn_tls_conn_message(tc) : "";
   int n = lcn_fail_stream(L, err, what, lcn_check_conn(L, 1)->s);
-  if (detail[0]) {
-    lua_getfield(L, -2, "message");
-    lua_pushfstring(L, "%s: %s", lua_tostring(L, -1), detail);
-    lua_setfield(L, -4, "message");
-    lua_pop(L, 1);
-  }
+  if (tc) lcn_error_add_detail(L, -2, cn_tls_conn_message(tc));
   return n;
 }
 
+/* A handshake that did not end well (an error, the peer's refusal, a
+ * timeout, a cancel) leaves no usable stream: the TLS state is unknown to
+ * both ends. The socket is closed (gracefully: an alert OpenSSL queued still
+ * goes out), so every later call on it says "closed". */
 static int start_k(lua_State *L, int status, lua_KContext kctx) {
   int st = lcn_fiber_status(L);
   lcn_conn *c = lcn_check_conn(L, 1);
   (void)status, (void)kctx;
-  if (st < 0) return tls_fail(L, st, "TLS handshake with", c->s ? cn_stream_tls(c->s) : NULL);
+  if (st < 0) {
+    int n = tls_fail(L, st, "TLS handshake with", c->s ? cn_stream_tls(c->s) : NULL);
+    if (c->s) cn_stream_close(c->s);
+    return n;
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -134,6 +137,8 @@ static int l_tls_start(lua_State *L) {
   lua_Integer deadline = lcn_deadline(L, 5, -1);
   lcn_fiber *f = lcn_fiber_current(L); /* raises before anything is made */
   cn_tls_conn *tc = NULL;
+  if (cn_stream_is_closing(s)) return lcn_fail_stream(L, CN_ECLOSED, "starttls", s);
+  if (cn_stream_tls(s)) luaL_error(L, "socket:starttls: the socket has TLS already");
   int rc = new_engine(L, ctx, &tc);
   if (rc < 0) {
     int n = tls_fail(L, rc, "starttls", tc);

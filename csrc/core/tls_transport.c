@@ -32,6 +32,7 @@ typedef struct tls_layer {
   int failed;           /* the input's error from below, or the handshake's: the reader's end */
   int eof;              /* the input below ended (fed to the engine) */
   int handshaking;
+  int abandoned;        /* the handshake's waiter gave up (timeout, cancel): end it */
   int reading_up;       /* the layer above reads (read_start) */
   int reading_below;
   int writing_below;    /* a write below is in flight */
@@ -131,7 +132,8 @@ static void deliver(tls_layer *x) {
       return;
     }
     rc = cn_tls_read(x->conn, b.base, b.len, &n);
-    if (rc == CN_TLS_WANT_READ && x->failed) rc = x->failed;
+    /* The input below failed (a reset): that, not the truncation it caused, is the cause. */
+    if ((rc == CN_TLS_WANT_READ || rc == CN_ETLS_TRUNCATED) && x->failed) rc = x->failed;
     if (rc == 0) {
       cn__transport_up_read(x->s, &x->t, (ssize_t)n, &b);
     } else if (rc == CN_TLS_WANT_READ) {
@@ -175,8 +177,9 @@ static int step_handshake(tls_layer *x) {
 /* Moves everything on after something changed: input came, the reader
  * started reading, the handshake is to start, a write is to settle. */
 static void pump(tls_layer *x) {
-  /* The stream closing (its writer shuts down) ends a handshake not done. */
-  if (x->handshaking && x->upper_shutdown) handshake_over(x, CN_ECLOSED);
+  /* The stream closing (its writer shuts down), or its waiter giving up,
+   * ends a handshake not done. */
+  if (x->handshaking && (x->upper_shutdown || x->abandoned)) handshake_over(x, CN_ECLOSED);
   if (x->handshaking && !step_handshake(x)) {
     update_below_reading(x);
     return;
@@ -189,6 +192,17 @@ static void pump(tls_layer *x) {
 
 static void kick_task(cn_task *task) { pump(CN_CONTAINER_OF(task, tls_layer, kick)); }
 static void kick(tls_layer *x) { cn_loop_post(x->s->loop, &x->kick, kick_task); }
+
+/* The handshake's waiter was cancelled (its timeout, its fiber cancelled):
+ * nobody waits for the handshake, so it ends, failing a write held for it
+ * (else a close would wait for that write until its close_timeout). From a
+ * task: this runs inside the canceller's call. */
+static void abandon(void *owner) {
+  tls_layer *x = owner;
+  if (x->closed || !x->handshaking) return;
+  x->abandoned = 1;
+  kick(x);
+}
 
 /* ---------------------------------------------------- the vtable: above */
 
@@ -325,7 +339,8 @@ cn_tls_conn *cn_stream_tls(cn_stream *s) {
 int cn_stream_start_tls(cn_stream *s, cn_tls_conn *c, cn_waiter *w) {
   tls_layer *x;
   int rc;
-  if (cn_stream_tls(s)) return CN_EBUSY;
+  /* A reader waiting in another fiber expects bytes of the old protocol. */
+  if (cn_stream_tls(s) || cn_reader_is_busy(s)) return CN_EBUSY;
   if (!(x = calloc(1, sizeof *x)) || !(x->in = malloc(TLS_READ_SIZE))) {
     free(x);
     return UV_ENOMEM;
@@ -342,6 +357,7 @@ int cn_stream_start_tls(cn_stream *s, cn_tls_conn *c, cn_waiter *w) {
     return rc;
   }
   cn__waiter_attach(&x->waiters, w, s->loop, 0);
+  cn__waiter_on_cancel(w, abandon, x);
   kick(x);
   return 0;
 }

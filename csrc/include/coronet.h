@@ -830,11 +830,15 @@ size_t cn_tls_session(const cn_tls_conn *c, unsigned char *buf, size_t size);
  * the reader holds unread are the engine's first input (starttls). The
  * handshake starts on the next loop turn: w->cb(w, 0) when it is done, or
  * w->cb(w, err) with a CN_ETLS_* code (cn_tls_conn_message says why), the
- * transport's error, or CN_ECLOSED if the stream closes first. Afterwards a
+ * transport's error, or CN_ECLOSED if the stream closes first. Cancelling
+ * w (cn_waiter_cancel: a timeout, a cancelled fiber) abandons the
+ * handshake: on the next turn it ends with CN_ECLOSED, failing a write made
+ * meanwhile, and the caller closes the stream. Afterwards a
  * read ends with UV_EOF after the peer's close_notify, CN_ETLS_TRUNCATED
- * without one; closing the writer sends close_notify before the shutdown.
+ * without one, the transport's error after a reset (UV_ECONNRESET, even
+ * mid-record); closing the writer sends close_notify before the shutdown.
  * Fails now (c stays the caller's, the callback never runs): CN_EBUSY if
- * the writer holds bytes or the stream has TLS already, CN_ECLOSED,
+ * the writer holds bytes, a reader waits, or the stream has TLS already, CN_ECLOSED,
  * UV_ENOTCONN, the reader's end status, UV_ENOMEM. */
 int cn_stream_start_tls(cn_stream *s, cn_tls_conn *c, cn_waiter *w);
 /* The stream's TLS engine (info, session, messages), owned by the stream; NULL on a plain stream. */

@@ -156,7 +156,10 @@ end
 -- holds unread are the first the TLS engine reads, not lost. The options
 -- are a client's, or with `server = true` a server's (coronet.tls lists
 -- them); a client that verifies needs `server_name`. The writer must hold
--- no unflushed bytes (`busy` otherwise). A bad option raises.
+-- no unflushed bytes and no other fiber may be reading (`busy` otherwise).
+-- A bad option, or a socket with TLS already, raises. A handshake that
+-- fails (timeout and cancel included) closes the socket: later calls say
+-- `closed`.
 -- @function starttls
 -- @tparam table opts
 -- @treturn true, or `nil, err, code` (kind `"tls"`: `tls_handshake`,

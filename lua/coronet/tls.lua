@@ -24,7 +24,17 @@
 -- has expired", "hostname mismatch"), `tls_truncated` (a read: the peer
 -- closed without close_notify), `tls_protocol` (a bad record after the
 -- handshake), `tls_config` (a file missing or unreadable, a key that does
--- not match its certificate, naming the file).
+-- not match its certificate, naming the file). A read or write that fails
+-- with one of these has OpenSSL's reason at the end of its message too
+-- ("... (tls_protocol): bad record mac"). A reset by the peer reads as
+-- `ECONNRESET`, even in the middle of a record.
+--
+-- A handshake that does not succeed (any of these errors, `timeout`,
+-- `cancelled`) closes the socket: TLS's state is then unknown to both ends,
+-- so every later read and write on it returns `nil, err, "closed"` (an
+-- alert OpenSSL queued still goes out first). Only `tls_config` from
+-- options refused before the handshake started (a bad `session`) leaves a
+-- plain socket as it was.
 -- @module coronet.tls
 local core = require "coronet.core"
 
@@ -74,6 +84,10 @@ end
 
 --- `socket:starttls(opts)` (documented in coronet.socket): the handshake
 -- on a connected socket, as the client or (`opts.server`) the server.
+-- Misuse raises: bad options, a verifying client without `server_name`, a
+-- socket that has TLS already (its own handshake still running included).
+-- `busy` while the writer holds unflushed bytes or another fiber's read
+-- waits (both belong to the plain protocol); `closed` on a closed socket.
 -- @param sock a connected socket
 -- @tparam table opts client or server options
 -- @treturn true, or `nil, err, code`

@@ -251,6 +251,41 @@ static void test_close_mid_handshake(void) {
   close_pair();
 }
 
+/* The handshake's waiter cancelled (a timeout, a cancelled fiber): the
+ * handshake ends, and a write held for it fails at once with CN_ECLOSED
+ * (else a close would wait for it until the close timeout). */
+static void test_cancelled_handshake_fails_held_write(void) {
+  outcome co = {0, 0};
+  cn_waiter cw;
+  int turns = 0;
+  open_pair();
+  cn_waiter_init(&cw, on_done, &co);
+  CHECK_EQ_INT(cn_stream_start_tls(cs, client_conn("localhost"), &cw), 0);
+  CHECK_EQ_INT(cn_writer_write(cs, "held", 4), 0);
+  cn_loop_run(loop, UV_RUN_NOWAIT); /* the hello goes out; the server side is silent */
+  cn_waiter_cancel(&cw);
+  while (cn_writer_status(cs) == 0 && ++turns < 1000) cn_loop_run(loop, UV_RUN_NOWAIT);
+  CHECK_EQ_INT(cn_writer_status(cs), CN_ECLOSED);
+  CHECK(!co.done); /* a cancelled waiter is never told */
+  close_pair();
+}
+
+/* A reader waiting (in another fiber, for bytes of the plain protocol): busy. */
+static void test_start_while_reader_waits(void) {
+  outcome ro = {0, 0};
+  cn_waiter rw, cw;
+  cn_tls_conn *c = client_conn("localhost");
+  open_pair();
+  cn_waiter_init(&rw, on_done, &ro);
+  cn_waiter_init(&cw, on_done, &ro);
+  CHECK_EQ_INT(cn_reader_wait(cs, &rw, 1), 0);
+  CHECK_EQ_INT(cn_stream_start_tls(cs, c, &cw), CN_EBUSY);
+  CHECK(cn_stream_tls(cs) == NULL);
+  cn_tls_conn_free(c);
+  cn_waiter_cancel(&rw);
+  close_pair();
+}
+
 int main(int argc, char **argv) {
   char msg[256];
   cn_tls_ctx_opts co = {0}, so = {0};
@@ -272,6 +307,8 @@ int main(int argc, char **argv) {
   test_starttls_with_buffered_hello();
   test_garbage_hello();
   test_close_mid_handshake();
+  test_cancelled_handshake_fails_held_write();
+  test_start_while_reader_waits();
   cn_tls_ctx_unref(client_ctx);
   cn_tls_ctx_unref(server_ctx);
   return check_summary();
