@@ -47,7 +47,10 @@ void cn__stream_add_stats(const cn__object *obj, cn_loop_stats *st);
  * callback may resume a fiber that runs anything (closing other streams,
  * say). So code that may run inside the span never borrows the scratch; it
  * uses its own memory (discard_unread in stream.c reads into its stack).
- * Only libuv's alloc callbacks borrow, and libuv never nests them.
+ * Only libuv's alloc callbacks borrow, and libuv never nests them. A TLS
+ * layer borrows it below the reader (tls_transport.c) and returns it in its
+ * read callback as soon as the engine has copied the ciphertext, before
+ * anything above runs.
  * lend returns NULL (and asserts in debug builds) while the scratch is out. */
 char *cn__loop_scratch_lend(cn_loop *loop, size_t *size);
 /* True if p is the scratch: the read callback's buffer was lent. */

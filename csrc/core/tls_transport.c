@@ -1,7 +1,8 @@
 /* tls_transport.c: TLS as a transport stacked on a stream (transport.h),
- * over the engine of tls.c. Below it: ciphertext, read into the layer's own
- * buffer (never the loop's scratch, which the reader above borrows) and
- * fed to the engine; the engine's output written below one write at a
+ * over the engine of tls.c. Below it: ciphertext, read into the loop's
+ * scratch and fed to the engine (a copy) before anything else runs, so the
+ * scratch is back before the reader above borrows it and an idle TLS
+ * connection holds no read buffer of its own; the engine's output written below one write at a
  * time. Above it: plaintext, decrypted straight into the buffers the reader
  * gives (alloc/read pairs), and the writer's plaintext encrypted in its
  * write call.
@@ -16,14 +17,14 @@
 #include <string.h>
 #include "stream.h"
 
-/* Ciphertext read below at once: a whole TLS record and its header. */
+/* Ciphertext read below at once: a whole TLS record and its header (no
+ * more: the engine's input buffer keeps its largest size). Fits the scratch. */
 #define TLS_READ_SIZE (16u * 1024u + 512u)
 
 typedef struct tls_layer {
   cn_transport t;       /* first: the stack links to it */
   cn_stream *s;
   cn_tls_conn *conn;
-  char *in;             /* ciphertext read from below (TLS_READ_SIZE bytes) */
   cn_buf out;           /* ciphertext in the write below in flight */
   uv_buf_t *held;       /* a write from above made before the handshake ended */
   unsigned nheld;
@@ -277,23 +278,27 @@ static void tls_release(cn_stream *s, cn_transport *t) {
   cn_tls_conn_free(x->conn);
   cn_buf_free(&x->out);
   free(x->held);
-  free(x->in);
   free(x);
 }
 
 /* ---------------------------------------------------- the vtable: below */
 
+/* Lends the loop's scratch (internal.h's rule) for one read below; tls_read
+ * returns it as soon as the engine has copied the bytes. */
 static void tls_alloc(cn_stream *s, cn_transport *t, size_t suggested, uv_buf_t *out) {
-  (void)s, (void)suggested;
-  *out = uv_buf_init(layer_of(t)->in, TLS_READ_SIZE);
+  size_t size;
+  char *scratch = cn__loop_scratch_lend(s->loop, &size);
+  (void)t, (void)suggested;
+  *out = uv_buf_init(scratch, scratch ? TLS_READ_SIZE : 0); /* 0: libuv reports UV_ENOBUFS */
 }
 
 static void tls_read(cn_stream *s, cn_transport *t, ssize_t nread, const uv_buf_t *buf) {
   tls_layer *x = layer_of(t);
-  (void)s;
+  int rc = 0;
+  if (nread > 0 && !x->closed) rc = cn_tls_feed(x->conn, buf->base, (size_t)nread);
+  if (cn__loop_scratch_owns(s->loop, buf->base)) cn__loop_scratch_return(s->loop);
   if (nread == 0 || x->closed) return;
   if (nread > 0) {
-    int rc = cn_tls_feed(x->conn, buf->base, (size_t)nread);
     if (rc < 0 && !x->failed) x->failed = rc;
   } else {
     cn_tls_feed_eof(x->conn);
@@ -341,10 +346,7 @@ int cn_stream_start_tls(cn_stream *s, cn_tls_conn *c, cn_waiter *w) {
   int rc;
   /* A reader waiting in another fiber expects bytes of the old protocol. */
   if (cn_stream_tls(s) || cn_reader_is_busy(s)) return CN_EBUSY;
-  if (!(x = calloc(1, sizeof *x)) || !(x->in = malloc(TLS_READ_SIZE))) {
-    free(x);
-    return UV_ENOMEM;
-  }
+  if (!(x = calloc(1, sizeof *x))) return UV_ENOMEM;
   x->t.vt = &tls_vt;
   x->s = s;
   x->conn = c;
@@ -352,7 +354,6 @@ int cn_stream_start_tls(cn_stream *s, cn_tls_conn *c, cn_waiter *w) {
   cn_buf_init(&x->out);
   cn_list_init(&x->waiters);
   if ((rc = cn__stream_push_transport(s, &x->t)) < 0) {
-    free(x->in);
     free(x);
     return rc;
   }
