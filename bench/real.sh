@@ -21,6 +21,7 @@ EXACT_N=${BENCH_EXACT_N:-10000}
 PROXY_MIB=${BENCH_PROXY_MIB:-256}
 TLS_EXACT_N=${BENCH_TLS_EXACT_N:-200} # a handshake is ~100x an echo round trip under callgrind
 TLS_CONNS=${BENCH_TLS_CONNS:-2000}
+TLS_IDLE=${BENCH_TLS_IDLE:-2000}
 TLS_CERTS=$TMP/certs
 BLOB=$TMP/blob  # the proxy rows' large file (made by proxy_upstream_start)
 BLOB_BYTES=$((PROXY_MIB * 1048576))
@@ -28,6 +29,7 @@ NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_mod
 [[ $EXACT_N =~ ^[1-9][0-9]*$ ]] || die "BENCH_EXACT_N must be a positive integer, got '$EXACT_N'"
 [[ $TLS_EXACT_N =~ ^[1-9][0-9]*$ ]] || die "BENCH_TLS_EXACT_N must be a positive integer, got '$TLS_EXACT_N'"
 [[ $TLS_CONNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_TLS_CONNS must be a positive integer, got '$TLS_CONNS'"
+[[ $TLS_IDLE =~ ^[1-9][0-9]*$ ]] || die "BENCH_TLS_IDLE must be a positive integer, got '$TLS_IDLE'"
 [[ $PROXY_MIB =~ ^[1-9][0-9]*$ ]] || die "BENCH_PROXY_MIB must be a positive integer, got '$PROXY_MIB'"
 # wrk takes whole seconds
 WRK_SECONDS=$(awk -v s="$BENCH_SECONDS" 'BEGIN{ n = int(s + 0.5); print (n < 1 ? 1 : n) }')
@@ -518,6 +520,7 @@ real_metric tls_conn_rate tls "TLS connections x8 (full handshake): connections/
 real_metric tls_conn_cpu tls "TLS connections x8: server CPU us/connection" "%.1f" down
 real_metric tls_conn_ir tls "TLS connections x8: user instructions/connection" "%.0f" exact
 real_metric tls_conn_sys tls "TLS connections x8: system calls/connection" "%.2f" exact
+real_metric tls_idle_rss tls "TLS idle x$TLS_IDLE: server RSS KiB/connection" "%.2f" down
 
 tls_kind() { if [[ $1 == anchor ]]; then echo coronet_plain; else echo coronet_tls; fi; }
 tls_security() { if [[ $1 == anchor ]]; then echo plain; else echo tls; fi; }
@@ -555,8 +558,36 @@ tls_wall() { # side run
     read -r count secs <<<"$out"
     RV["tls_conn_rate|$1|$2"]=$(calc "$count / $secs")
     RV["tls_conn_cpu|$1|$2"]=$(cpu_us_per "$c0" "$c1" "$count")
+    tls_idle "$security" "$2" || { stop_bg "$RPID"; real_fail tls "$1" "idle: $TLS_IDLE_ERR"; return 1; }
+    RV["tls_idle_rss|$1|$2"]=$TLS_IDLE_KIB
     log "tls run $2/$RUNS $1: $(printf '%.0f' "${RV["tls_bulk_mbs|$1|$2"]}") MB/s, $(printf '%.0f' "${RV["tls_conn_rate|$1|$2"]}") connections/s"
     stop_bg "$RPID"
+}
+
+# TLS_IDLE connections held open by bench/tls_peer.lua idle: sets
+# TLS_IDLE_KIB (the server's RSS growth per connection) or TLS_IDLE_ERR.
+tls_idle() { # security run
+    local r0 r1 out="$TMP/tls_idle.$2.out" cpid
+    r0=$(proc_rss_kib "$RPID") || { TLS_IDLE_ERR="no VmRSS"; return 1; }
+    timeout -k 5 300 "${PIN_LOAD[@]}" "$LUA" "$ROOT/bench/tls_peer.lua" idle "$RPORT" "$1" "$TLS_CERTS/ca.pem" \
+        "$TLS_IDLE" >"$out" 2>&1 &
+    cpid=$!
+    REAL_PIDS+=("$cpid")
+    for _ in $(seq 600); do
+        grep -q '^ready' "$out" && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ $(cat "$out") != "ready $TLS_IDLE" ]]; then
+        TLS_IDLE_ERR="the client did not hold $TLS_IDLE connections: $(head -c 300 "$out")"
+        stop_bg "$cpid"
+        return 1
+    fi
+    sleep 0.2 # the server's last handshakes finish
+    r1=$(proc_rss_kib "$RPID") || r1=""
+    stop_bg "$cpid"
+    [[ -n $r1 ]] || { TLS_IDLE_ERR="no VmRSS"; return 1; }
+    TLS_IDLE_KIB=$(calc "($r1 - $r0) / $TLS_IDLE")
 }
 
 tls_measure() { # instructions|syscalls pid port [out]

@@ -12,6 +12,7 @@
 #   BENCH_PROXY_MIB   size of the proxy and TLS rows' large transfer (default 256)
 #   BENCH_TLS_CONNS   connections per TLS wall-clock run (default 2000)
 #   BENCH_TLS_EXACT_N connections per TLS deterministic count (default 200)
+#   BENCH_TLS_IDLE    connections held open for the TLS idle-memory row (default 2000)
 #   BENCH_SECONDS     seconds per measured run (default 5)
 #   BENCH_RUNS        runs per figure; each figure is the median (default 3)
 #   BENCH_IDLE_CONNS  connections held open by the idle workload (default 10000)

@@ -9,6 +9,10 @@
 --   lua5.4 bench/tls_peer.lua connections PORT plain|tls CA N CONCURRENCY
 --     N connections, CONCURRENCY at a time, each sending "x" and waiting for
 --     "1"; prints "connections seconds"
+--   lua5.4 bench/tls_peer.lua idle PORT plain|tls CA N
+--     opens N connections (50 handshakes at a time), each sending "x" and
+--     staying open; prints "ready N" once all are up, then holds them until
+--     SIGTERM (the server's memory per idle connection is read meanwhile)
 -- The client sessions are not resumed: every connection is a full handshake.
 -- Finds the module built in the checkout by itself.
 local root = (arg[0]:match("^(.*)/bench/[^/]*$") or ".")
@@ -80,11 +84,33 @@ local function connections(ca_file, n, concurrency)
   print(n, coronet.now() - start)
 end
 
+local function idle(ca_file, n)
+  local socks, left = {}, n
+  local openers = {}
+  for i = 1, math.min(50, n) do
+    openers[i] = coronet.spawn(function()
+      while left > 0 do
+        left = left - 1
+        local sock, _, writer = connect(ca_file)
+        assert(writer:write("x"))
+        socks[#socks + 1] = sock
+      end
+    end)
+  end
+  for _, opener in ipairs(openers) do opener:join() end
+  io.stdout:write("ready ", #socks, "\n")
+  io.stdout:flush()
+  coronet.signal("SIGTERM", "SIGINT"):wait()
+  for _, sock in ipairs(socks) do sock:close() end
+end
+
 coronet.run(function()
   if mode == "server" then
     serve(arg[4], arg[5])
   elseif mode == "bulk" then
     bulk(arg[4], assert(tonumber(arg[5]), "MIB"))
+  elseif mode == "idle" then
+    idle(arg[4], assert(tonumber(arg[5]), "N"))
   elseif mode == "connections" then
     connections(arg[4], assert(tonumber(arg[5]), "N"), assert(tonumber(arg[6]), "CONCURRENCY"))
   else
