@@ -73,7 +73,7 @@ describe("coronet.net connect", function()
 
   it("misuse raises", function()
     helper.run(function()
-      assert.has_error(function() net.connect("127.0.0.1") end, "coronet.net.connect: expected an address value")
+      assert.has_error(function() net.connect("127.0.0.1") end, "bad argument #1 to 'coronet.net.connect' (address value expected, got string)")
       assert.has_error(function() net.connect(ip4(1), { timeout = -1 }) end)
       assert.has_error(function() net.connect(ip4(1), { sw = 1 }) end)
       assert.has_error(function() net.with_tcp_connect("127.0.0.1", 70000, function() end) end,

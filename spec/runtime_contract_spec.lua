@@ -188,7 +188,7 @@ describe("arguments checked before anything changes", function()
     for _, bad in ipairs { "nil", "string" } do
       local ok, err = pcall(coronet.run, bad == "nil" and nil or "not a function")
       assert.is_false(ok)
-      assert.matches("expects a function", tostring(err), 1, true)
+      assert.matches("bad argument #1 to 'coronet.run' (function expected", tostring(err), 1, true)
       assert.is_false(core.is_running())
     end
     assert.are.equal(7, coronet.run(function() return 7 end))

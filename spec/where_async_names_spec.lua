@@ -109,24 +109,24 @@ describe("Where_to_listen.bind_to (Bind_to_address, Bind_to_port)", function()
   end)
 
   it("misuse raises, naming the function and the argument", function()
-    raises("Where_to_listen.bind_to: bad argument #1 (a Bind_to_address value expected, got '127.0.0.1')",
+    raises("bad argument #1 to 'Where_to_listen.bind_to' (a Bind_to_address value expected, got '127.0.0.1')",
       Where_to_listen.bind_to, "127.0.0.1", Bind_to_port.on_port(80))
-    raises("Where_to_listen.bind_to: bad argument #2 (a Bind_to_port value expected, got 80)",
+    raises("bad argument #2 to 'Where_to_listen.bind_to' (a Bind_to_port value expected, got 80)",
       Where_to_listen.bind_to, Bind_to_address.localhost(), 80)
-    raises("Where_to_listen.bind_to: bad argument #1 (a Bind_to_address value expected, got table)",
+    raises("bad argument #1 to 'Where_to_listen.bind_to' (a Bind_to_address value expected, got table)",
       Where_to_listen.bind_to, Bind_to_port.on_port(80), Bind_to_address.localhost())
-    raises("Where_to_listen.bind_to: bad argument #2 (a Bind_to_port value expected, got nil)",
+    raises("bad argument #2 to 'Where_to_listen.bind_to' (a Bind_to_port value expected, got nil)",
       Where_to_listen.bind_to, Bind_to_address.localhost())
-    raises("Bind_to_address.address: bad argument #1 (an IPv4 or IPv6 address literal expected, got 'localhost')",
+    raises("bad argument #1 to 'Bind_to_address.address' (an IPv4 or IPv6 address literal expected, got 'localhost')",
       Bind_to_address.address, "localhost")
-    raises("Bind_to_address.address: bad argument #1 (an IPv4 or IPv6 address literal expected, got nil)",
+    raises("bad argument #1 to 'Bind_to_address.address' (an IPv4 or IPv6 address literal expected, got nil)",
       Bind_to_address.address)
-    raises("Bind_to_address.address: bad argument #1 (an IPv4 or IPv6 address literal expected, got '127.0.0.1:80')",
+    raises("bad argument #1 to 'Bind_to_address.address' (an IPv4 or IPv6 address literal expected, got '127.0.0.1:80')",
       Bind_to_address.address, "127.0.0.1:80")
-    raises("Bind_to_port.on_port: bad argument #1 (a port 0..65535 expected, got 65536)", Bind_to_port.on_port, 65536)
-    raises("Bind_to_port.on_port: bad argument #1 (a port 0..65535 expected, got -1)", Bind_to_port.on_port, -1)
-    raises("Bind_to_port.on_port: bad argument #1 (a port 0..65535 expected, got 80.5)", Bind_to_port.on_port, 80.5)
-    raises("Bind_to_port.on_port: bad argument #1 (a port 0..65535 expected, got '80')", Bind_to_port.on_port, "80")
+    raises("bad argument #1 to 'Bind_to_port.on_port' (a port 0..65535 expected, got 65536)", Bind_to_port.on_port, 65536)
+    raises("bad argument #1 to 'Bind_to_port.on_port' (a port 0..65535 expected, got -1)", Bind_to_port.on_port, -1)
+    raises("bad argument #1 to 'Bind_to_port.on_port' (a port 0..65535 expected, got 80.5)", Bind_to_port.on_port, 80.5)
+    raises("bad argument #1 to 'Bind_to_port.on_port' (a port 0..65535 expected, got '80')", Bind_to_port.on_port, "80")
   end)
 end)
 
@@ -174,7 +174,7 @@ describe("Where_to_listen.create{socket_type=, address=, listening_on=}", functi
 
   it("misuse raises, naming the function and the field", function()
     local inet, unix = coronet.address("127.0.0.1", 0), coronet.unix_address("/tmp/x.sock")
-    raises("Where_to_listen.create: bad argument #1 (a table {socket_type=, address=, listening_on=} expected, got '127.0.0.1')",
+    raises("bad argument #1 to 'Where_to_listen.create' (a table {socket_type=, address=, listening_on=} expected, got '127.0.0.1')",
       Where_to_listen.create, "127.0.0.1")
     raises("Where_to_listen.create: bad field 'address' (an address value expected, got nil)",
       Where_to_listen.create, { socket_type = "tcp" })
@@ -202,13 +202,13 @@ describe("the older Where_to_connect spellings", function()
   end)
 
   it("to_inet_address takes only inet addresses, to_unix_address only unix ones", function()
-    raises("Where_to_connect.to_inet_address: bad argument #1 (an inet address expected, got the unix address /tmp/x.sock)",
+    raises("bad argument #1 to 'Where_to_connect.to_inet_address' (an inet address expected, got the unix address /tmp/x.sock)",
       Where_to_connect.to_inet_address, coronet.unix_address("/tmp/x.sock"))
-    raises("Where_to_connect.to_unix_address: bad argument #1 (a unix address expected, got the inet6 address [::1]:80)",
+    raises("bad argument #1 to 'Where_to_connect.to_unix_address' (a unix address expected, got the inet6 address [::1]:80)",
       Where_to_connect.to_unix_address, coronet.address("::1", 80))
-    raises("Where_to_connect.to_inet_address: bad argument #1 (an inet address expected, got '127.0.0.1:80')",
+    raises("bad argument #1 to 'Where_to_connect.to_inet_address' (an inet address expected, got '127.0.0.1:80')",
       Where_to_connect.to_inet_address, "127.0.0.1:80")
-    raises("Where_to_connect.to_unix_address: bad argument #1 (a unix address expected, got nil)",
+    raises("bad argument #1 to 'Where_to_connect.to_unix_address' (a unix address expected, got nil)",
       Where_to_connect.to_unix_address)
   end)
 

@@ -197,6 +197,10 @@ void lcn_new_class(lua_State *L, int cls, const luaL_Reg *methods, const luaL_Re
 #define LCN_MAX_SECONDS 2147483647.0 /* about 68 years */
 double lcn_check_seconds(lua_State *L, int idx);
 double lcn_opt_seconds(lua_State *L, int idx, double def);
+/* Raises "<fn>: option '<name>' must be a number of seconds >= 0, or false
+ * for none (got ...)" unless the value at idx (an option's) is nil, false or
+ * such a number. */
+void lcn_check_opt_seconds(lua_State *L, int idx, const char *fn, const char *name);
 /* opts[name] of the table at idx as a bound for the core in milliseconds,
  * where 0 means none: nil, false and LCN_MAX_SECONDS or more give 0, any
  * other duration at least 1 ms. A bad value raises naming fn and the option. */

@@ -83,6 +83,13 @@ double lcn_opt_seconds(lua_State *L, int idx, double def) {
   return lcn_check_seconds(L, idx);
 }
 
+void lcn_check_opt_seconds(lua_State *L, int idx, const char *fn, const char *name) {
+  if (lua_isnil(L, idx) || (lua_isboolean(L, idx) && !lua_toboolean(L, idx))) return;
+  if (lua_type(L, idx) == LUA_TNUMBER && lua_tonumber(L, idx) >= 0) return; /* NaN fails */
+  luaL_error(L, "%s: option '%s' must be a number of seconds >= 0, or false for none (got %s)", fn, name,
+             luaL_tolstring(L, idx, NULL));
+}
+
 uint64_t lcn_opt_bound_ms(lua_State *L, int idx, const char *fn, const char *name) {
   lua_getfield(L, idx, name);
   double s = -1;

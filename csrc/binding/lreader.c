@@ -194,6 +194,7 @@ static size_t receive_count(lua_State *L) {
 
 /* LuaSocket's receive: the pattern at 2, the prefix at 3. */
 static int receive_pattern(lua_State *L) {
+  luaL_optstring(L, 3, NULL); /* the prefix: a string (or number), or none */
   if (lua_type(L, 2) == LUA_TNUMBER) return 'n';
   const char *pat = luaL_optstring(L, 2, "*l");
   if (*pat == '*') pat++;
@@ -277,13 +278,16 @@ static int fail_receive(lua_State *L, cn_stream *s, int err) {
 typedef struct {
   read_step step;
   int (*fail)(lua_State *L, cn_stream *s, int err);
+  const char *name; /* the method, for messages */
 } read_op;
 
 enum { OP_READ, OP_LINE, OP_UNTIL, OP_REALLY, OP_PEEK, OP_CONTENTS, OP_RECEIVE };
 
 static const read_op ops[] = {
-    {step_read, fail_keep},     {step_line, fail_keep}, {step_until, fail_keep},       {step_really_read, fail_keep},
-    {step_peek, fail_keep},     {step_contents, fail_keep}, {step_receive, fail_receive},
+    {step_read, fail_keep, "read"},         {step_line, fail_keep, "read_line"},
+    {step_until, fail_keep, "read_until"},  {step_really_read, fail_keep, "really_read"},
+    {step_peek, fail_keep, "peek"},         {step_contents, fail_keep, "contents"},
+    {step_receive, fail_receive, "receive"},
 };
 
 static int drive(lua_State *L, int op);
@@ -307,6 +311,22 @@ static int drive(lua_State *L, int op) {
   return lcn_fiber_wait(L, f, lua_tointeger(L, DEADLINE_IDX), NULL, NULL, drive_k, op);
 }
 
+/* Pushes the timeout given at opts_idx (0: none given, pushing nil): the
+ * value itself, or its `timeout` field if it is a table. A bad one raises
+ * here, naming the argument or the option (the deadline is computed later
+ * from a stack slot the user never passed). */
+static void push_timeout(lua_State *L, int opts_idx, const char *fn) {
+  if (!opts_idx) {
+    lua_pushnil(L);
+  } else if (lua_istable(L, opts_idx)) {
+    lua_getfield(L, opts_idx, "timeout");
+    lcn_check_opt_seconds(L, -1, fn, "timeout");
+  } else {
+    lcn_opt_seconds(L, opts_idx, 0); /* raises on a bad one, naming its position */
+    lua_pushvalue(L, opts_idx);
+  }
+}
+
 /* Leaves the stack as reader, arg, arg, deadline and reads. The timeout is
  * a number (or false) or {timeout=} at opts_idx (0: none given), else the
  * socket's read timeout. */
@@ -319,12 +339,7 @@ static int start(lua_State *L, int op, int opts_idx) {
   /* One reader at a time: while another fiber waits, every read (even one
    * the buffer could serve) fails with "busy" and touches no byte. */
   if (cn_reader_is_busy(s)) return ops[op].fail(L, s, CN_EBUSY);
-  if (opts_idx && lua_istable(L, opts_idx))
-    lua_getfield(L, opts_idx, "timeout");
-  else if (opts_idx)
-    lua_pushvalue(L, opts_idx);
-  else
-    lua_pushnil(L);
+  push_timeout(L, opts_idx, ops[op].name);
   lua_pushinteger(L, lcn_deadline(L, DEADLINE_IDX, h->conn->read_timeout));
   lua_replace(L, DEADLINE_IDX);
   if (op == OP_UNTIL) {

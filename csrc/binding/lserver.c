@@ -90,7 +90,7 @@ static void on_conn(cn_server *srv, cn_stream *conn, const cn_addr *peer, void *
   lua_pop(L, 1);
 }
 
-#define LISTEN_FN "tcp.Server.create" /* core.listen's only caller, named in option errors */
+#define LISTEN_FN "tcp.Server.create" /* named in option errors unless opts.caller names the caller */
 
 static int opt_flag(lua_State *L, int idx, const char *name) {
   lua_getfield(L, idx, name);
@@ -104,10 +104,13 @@ static int opt_flag(lua_State *L, int idx, const char *name) {
  * remove_stale (a stale unix socket file is removed before bind). */
 static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *so) {
   memset(o, 0, sizeof *o);
-  lcn_read_stream_opts(L, idx, LISTEN_FN, so);
+  const char *fn = LISTEN_FN;
+  if (lua_istable(L, idx) && lua_getfield(L, idx, "caller") == LUA_TSTRING) fn = lua_tostring(L, -1);
+  if (lua_istable(L, idx)) lua_pop(L, 1); /* the table keeps the string alive */
+  lcn_read_stream_opts(L, idx, fn, so);
   if (!lua_istable(L, idx)) return;
-  o->max_connections = (unsigned)lcn_opt_count(L, idx, LISTEN_FN, "max_connections", UINT_MAX);
-  o->max_accepts_per_batch = (unsigned)lcn_opt_count(L, idx, LISTEN_FN, "max_accepts_per_batch", UINT_MAX);
+  o->max_connections = (unsigned)lcn_opt_count(L, idx, fn, "max_connections", UINT_MAX);
+  o->max_accepts_per_batch = (unsigned)lcn_opt_count(L, idx, fn, "max_accepts_per_batch", UINT_MAX);
   o->reuseport = opt_flag(L, idx, "reuse_port");
   o->remove_stale = opt_flag(L, idx, "remove_stale");
   o->paused = opt_flag(L, idx, "paused");
@@ -119,7 +122,7 @@ static void read_opts(lua_State *L, int idx, cn_server_opts *o, cn_stream_opts *
     luaL_argcheck(L, n >= 0 && n <= INT_MAX, idx, "backlog must be an integer >= 0");
     o->backlog = (int)n;
   } else {
-    o->backlog = (int)lcn_opt_count(L, idx, LISTEN_FN, "backlog", INT_MAX);
+    o->backlog = (int)lcn_opt_count(L, idx, fn, "backlog", INT_MAX);
   }
 }
 

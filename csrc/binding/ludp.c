@@ -169,6 +169,7 @@ static lua_Integer recv_deadline(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return -1;
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_getfield(L, idx, "timeout");
+  lcn_check_opt_seconds(L, -1, "recv", "timeout");
   lua_Integer deadline = lcn_deadline(L, -1, -1);
   lua_pop(L, 1);
   return deadline;

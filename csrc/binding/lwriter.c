@@ -159,13 +159,13 @@ static int flush_k(lua_State *L, int status, lua_KContext kctx) {
 static int l_flush(lua_State *L) {
   lcn_half *h = lcn_check(L, 1, LCN_C_WRITER);
   cn_stream *s = lcn_conn_stream(L, h->conn);
+  lua_Integer deadline = lcn_deadline(L, 2, h->conn->write_timeout); /* a bad timeout raises even with nothing to flush */
   int st = cn_writer_status(s);
   if (st < 0 && (st != CN_ECLOSED || cn_writer_dropped(s))) return lcn_fail_stream(L, st, "flush to", s);
   if (cn_writer_pending(s) == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  lua_Integer deadline = lcn_deadline(L, 2, h->conn->write_timeout);
   lua_settop(L, 1);
   lcn_fiber *f = lcn_fiber_current(L);
   int rc = cn_writer_wait(s, &f->waiter, 0);

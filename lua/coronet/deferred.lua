@@ -20,6 +20,10 @@ Upon.__index = Upon
 
 local M = {}
 
+local check_ivar = errors._self_checker(Ivar, "coronet ivar")
+local check_deferred = errors._self_checker(Deferred, "coronet deferred")
+local check_upon = errors._self_checker(Upon, "coronet upon handle")
+
 -- The pending waiters and callbacks form a doubly linked ring whose sentinel
 -- is ivar.pending: FIFO for fill, and O(1) removal for a wait that times out
 -- or an upon that is cancelled, however many share the ivar.
@@ -65,6 +69,8 @@ end
 -- @param ivar an Ivar or a Deferred
 -- @treturn integer
 function M.pending_count(ivar)
+  local mt = getmetatable(ivar)
+  if mt ~= Ivar and mt ~= Deferred then errors._typeerror(1, "pending_count", "coronet ivar or deferred", ivar) end
   return (ivar.ivar or ivar).npending
 end
 
@@ -82,6 +88,7 @@ end
 
 --- Fills the ivar with values; filling a full ivar raises.
 function Ivar:fill(...)
+  check_ivar(self, "fill")
   if self.filled then error("coronet: this ivar is already filled", 2) end
   self.filled = true
   self.value = pack(...)
@@ -103,21 +110,29 @@ function Ivar:fill(...)
 end
 
 --- True once filled.
-function Ivar:is_full() return self.filled end
+function Ivar:is_full()
+  check_ivar(self, "is_full")
+  return self.filled
+end
 
 --- The deferred of this ivar.
 -- @treturn Deferred
-function Ivar:read() return self.deferred end
+function Ivar:read()
+  check_ivar(self, "read")
+  return self.deferred
+end
 
 --- Checking arguments.
 -- @section checks
 
---- Raises, naming `fn`, unless `timeout` is seconds >= 0, nil or false
--- (`level` as for `error`, counted from the caller of check_timeout).
-function M.check_timeout(timeout, fn, level)
+--- Raises "bad argument #n to 'fn' (timeout must be seconds >= 0 ...)"
+-- unless `timeout` is seconds >= 0, nil or false. `level` counts from the
+-- caller of check_timeout to the function whose argument it is (default 1);
+-- `n` is its position counting self (default 2: a method's first argument).
+function M.check_timeout(timeout, fn, level, n)
   if timeout ~= nil and timeout ~= false and not (type(timeout) == "number" and timeout >= 0) then
-    error(("coronet: %s's timeout must be seconds >= 0, or nil or false for none (got %s)"):format(fn,
-      type(timeout) == "number" and tostring(timeout) or type(timeout)), level)
+    errors._argerror(n or 2, fn, ("timeout must be seconds >= 0, or nil or false for none, got %s"):format(
+      type(timeout) == "number" and tostring(timeout) or errors._typename(timeout)), (level or 1) + 1, n == nil)
   end
 end
 
@@ -128,7 +143,8 @@ end
 --- Waits until determined and returns its values; `nil, err, "timeout"|"cancelled"` otherwise.
 -- @tparam[opt] number timeout seconds (nil, false or math.huge: none)
 function Deferred:wait(timeout)
-  M.check_timeout(timeout, "wait", 3)
+  check_deferred(self, "wait")
+  M.check_timeout(timeout, "wait")
   local ivar = self.ivar
   if ivar.filled then return unpack(ivar.value, 1, ivar.value.n) end
   local fiber = core.current()
@@ -146,10 +162,14 @@ function Deferred:wait(timeout)
 end
 
 --- True once determined.
-function Deferred:is_determined() return self.ivar.filled end
+function Deferred:is_determined()
+  check_deferred(self, "is_determined")
+  return self.ivar.filled
+end
 
 --- The values if determined, else nothing.
 function Deferred:peek()
+  check_deferred(self, "peek")
   local ivar = self.ivar
   if ivar.filled then return unpack(ivar.value, 1, ivar.value.n) end
 end
@@ -160,7 +180,8 @@ end
 -- @tparam function f
 -- @treturn Upon a handle: `handle:cancel()` removes the callback if it has not been started yet
 function Deferred:upon(f)
-  assert(type(f) == "function", "upon expects a function")
+  check_deferred(self, "upon")
+  if type(f) ~= "function" then errors._typeerror(2, "upon", "function", f, 1, true) end
   local ivar = self.ivar
   local handle = setmetatable({ ivar = ivar, callback = f }, Upon)
   if ivar.filled then
@@ -176,7 +197,10 @@ end
 -- @type Upon
 
 --- Removes the callback if the deferred is not determined yet; idempotent.
-function Upon:cancel() remove(self.ivar, self) end
+function Upon:cancel()
+  check_upon(self, "cancel")
+  remove(self.ivar, self)
+end
 Upon.__close = Upon.cancel
 
 --- Choosing.

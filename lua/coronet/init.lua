@@ -16,6 +16,7 @@ M.errors = errors
 -- A fiber started by `coronet.spawn` (documented below, as the Fiber class).
 local Fiber = {}
 Fiber.__index = Fiber
+local check_fiber = errors._self_checker(Fiber, "coronet fiber")
 
 -- Errors keep their traceback (errors.with_traceback) and are otherwise
 -- passed on untouched, whatever they are.
@@ -31,7 +32,7 @@ end
 -- @tparam function fn
 -- @treturn Fiber
 function M.spawn(fn, ...)
-  assert(type(fn) == "function", "coronet.spawn expects a function")
+  if type(fn) ~= "function" then errors._typeerror(1, "coronet.spawn", "function", fn) end
   local fiber = setmetatable({ done = deferred.ivar() }, Fiber)
   fiber.core = core.spawn(fiber_body, fiber, fn, ...)
   return fiber
@@ -43,15 +44,22 @@ end
 -- @type Fiber
 
 --- Cancels the fiber: its current wait and every later one return `nil, err, "cancelled"`.
-function Fiber:cancel() self.core:cancel() end
+function Fiber:cancel()
+  check_fiber(self, "cancel")
+  self.core:cancel()
+end
 
 --- True once the fiber has returned or raised.
-function Fiber:is_done() return self.done.filled end
+function Fiber:is_done()
+  check_fiber(self, "is_done")
+  return self.done.filled
+end
 
 --- Waits for the fiber and returns its results, or `nil, err, code` if it raised or was cancelled.
 -- @tparam[opt] number timeout seconds
 function Fiber:join(timeout)
-  deferred.check_timeout(timeout, "join", 3)
+  check_fiber(self, "join")
+  deferred.check_timeout(timeout, "join")
   local result, err, code = self.done.deferred:wait(timeout)
   if not result then return nil, err, code end
   if result[1] then return unpack(result, 2, result.n) end
@@ -181,7 +189,7 @@ end
 -- @treturn boolean whether anything is left to run
 function M.step(timeout)
   if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
-    error("coronet.step: timeout must be seconds >= 0, or nil", 2)
+    errors._argerror(1, "coronet.step", "timeout must be seconds >= 0, or nil, got " .. errors._typename(timeout))
   end
   local alive = core.run_once(timeout)
   raise_failure()
@@ -225,7 +233,7 @@ end
 -- @tparam function fn
 function M.run(fn, ...)
   -- Everything that can refuse the call does so before any state changes.
-  if type(fn) ~= "function" then error("coronet.run expects a function", 2) end
+  if type(fn) ~= "function" then errors._typeerror(1, "coronet.run", "function", fn) end
   if core.is_running() then error("coronet.run: the loop is already running (call run only from outside it)", 2) end
   core.set_running(true)
   local ok, main = pcall(spawn_and_drive, fn, ...)

@@ -29,12 +29,14 @@ local DEFAULT_HAPPY_EYEBALLS_DELAY = 0.25
 --- Connecting.
 -- @section connect
 
-local function check_opts(opts, fn)
+-- The options, argument n of fn: a table or nil (giving {}).
+local function check_opts(opts, fn, n)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(fn .. ": options must be a table", 3) end
+  if type(opts) ~= "table" then errors._typeerror(n, fn, "table of options", opts, 2) end
   if opts.sw ~= nil and (type(opts.sw) ~= "table" or type(opts.sw.attach) ~= "function") then
     error(fn .. ": option 'sw' must be a switch", 3)
   end
+  if opts.tls ~= nil and type(opts.tls) ~= "table" then errors._optionerror(fn, "tls", "a table", opts.tls, 2) end
   return opts
 end
 
@@ -53,8 +55,8 @@ end
 -- @tparam[opt] table opts `sw`, `timeout`, `tls`
 -- @return flow, or `nil, err, code`
 function M.connect(addr, opts)
-  opts = check_opts(opts, "coronet.net.connect")
-  if not core.is_address(addr) then error("coronet.net.connect: expected an address value", 2) end
+  if not core.is_address(addr) then errors._typeerror(1, "coronet.net.connect", "address value", addr) end
+  opts = check_opts(opts, "coronet.net.connect", 2)
   check_timeout(opts.timeout, "coronet.net.connect")
   local flow, err, code = core.connect { address = addr, timeout = opts.timeout, caller = "net.connect" }
   if not flow then return nil, err, code end
@@ -142,9 +144,12 @@ end
 -- @return `f`'s results, or `nil, err, code`
 function M.with_tcp_connect(host, service, f, opts)
   local fn = "coronet.net.with_tcp_connect"
-  if type(host) ~= "string" then error(fn .. ": host must be a string", 2) end
-  if type(f) ~= "function" then error(fn .. ": expected a function", 2) end
-  opts = check_opts(opts, fn)
+  if type(host) ~= "string" then errors._typeerror(1, fn, "host string", host) end
+  if type(service) ~= "number" and type(service) ~= "string" then
+    errors._typeerror(2, fn, "port number or service name", service)
+  end
+  if type(f) ~= "function" then errors._typeerror(3, fn, "function", f) end
+  opts = check_opts(opts, fn, 4)
   local request, err, code = connect_request(host, service, opts, fn)
   if not request then return nil, err, code end
   local flow

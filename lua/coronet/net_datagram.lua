@@ -6,6 +6,7 @@
 -- first (`net.send(sock, addr, data)`, `net.recv(sock, maxlen)`).
 -- @module coronet.net_datagram
 local core = require "coronet.core"
+local errors = require "coronet.errors"
 
 local M = {}
 
@@ -22,14 +23,14 @@ local families = { udp4 = "inet", udp6 = "inet6" }
 -- set before bind)
 -- @return the socket, or `nil, err, code` (a failed bind, e.g. `EADDRINUSE`)
 function M.datagram_socket(addr, opts)
+  if opts ~= nil and type(opts) ~= "table" then errors._typeerror(2, "net.datagram_socket", "table of options", opts) end
   opts = opts or {}
-  if type(opts) ~= "table" then error("net.datagram_socket: options must be a table", 2) end
   if opts.sw ~= nil and (type(opts.sw) ~= "table" or type(opts.sw.attach) ~= "function") then
     error("net.datagram_socket: option 'sw' must be a switch", 2)
   end
   local target = families[addr]
   if not target and not core.is_address(addr) then
-    error(("net.datagram_socket: expected an address value, \"udp4\" or \"udp6\" (got %s)"):format(tostring(addr)), 2)
+    errors._typeerror(1, "net.datagram_socket", 'address value, "udp4" or "udp6"', addr)
   end
   local sock, err, code = core.udp_socket(target or addr, opts.reuse_addr, opts.reuse_port)
   if not sock then return nil, err, code end

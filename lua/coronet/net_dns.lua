@@ -8,12 +8,20 @@
 -- waits for it. Bad arguments raise.
 -- @module coronet.net_dns
 local core = require "coronet.core"
+local errors = require "coronet.errors"
 
 local M = {}
 
-local function check_opts(opts, fn)
+-- The options, argument 2 of fn (`level` from this function's caller, as
+-- for errors._argerror): a table or nil (giving {}), its timeout checked.
+local function check_opts(opts, fn, level)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(("%s: options must be a table (got %s)"):format(fn, type(opts)), 3) end
+  level = (level or 1) + 1
+  if type(opts) ~= "table" then errors._typeerror(2, fn, "table of options", opts, level) end
+  local timeout = opts.timeout
+  if timeout ~= nil and timeout ~= false and not (type(timeout) == "number" and timeout >= 0) then
+    errors._optionerror(fn, "timeout", "seconds >= 0, or nil or false for none", timeout, level)
+  end
   return opts
 end
 
@@ -30,15 +38,15 @@ local function service_text(service, fn)
     return tostring(service)
   end
   if type(service) ~= "string" then
-    error(("%s: service must be a port number or a string (got %s)"):format(fn, type(service)), 3)
+    error(("%s: option 'service' must be a port number or a string (got %s)"):format(fn, type(service)), 3)
   end
   if service:match("^%d+$") and tonumber(service) > 65535 then bad_port(fn, service) end
   return service
 end
 
 local function lookup(host, opts, socktype, fn)
-  if type(host) ~= "string" then error(("%s: host must be a string (got %s)"):format(fn, type(host)), 3) end
-  opts = check_opts(opts, fn)
+  if type(host) ~= "string" then errors._typeerror(1, fn, "host string", host, 2) end
+  opts = check_opts(opts, fn, 2)
   return core.getaddrinfo(host, service_text(opts.service, fn), socktype, opts.timeout)
 end
 
@@ -77,10 +85,8 @@ end
 -- @treturn string host
 -- @treturn string service; or `nil, err, code`
 function M.getnameinfo(addr, opts)
+  if not core.is_address(addr) then errors._typeerror(1, "net.getnameinfo", "address value", addr) end
   opts = check_opts(opts, "net.getnameinfo")
-  if not core.is_address(addr) then
-    error(("net.getnameinfo: expected an address value (got %s)"):format(type(addr)), 2)
-  end
   return core.getnameinfo(addr, opts.datagram, nil, opts.timeout)
 end
 

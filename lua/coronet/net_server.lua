@@ -16,17 +16,19 @@ local M = {}
 local Listening = {}
 Listening.__index = Listening
 
+local check_self = errors._self_checker(Listening, "coronet.net listening socket")
+
 local function check_listening(listening, fn)
   if getmetatable(listening) ~= Listening then
-    error(("coronet.net.%s: expected a listening socket from net.listen, got %s"):format(fn, type(listening)), 3)
+    errors._typeerror(1, "coronet.net." .. fn, "listening socket from net.listen", listening, 2)
   end
   return listening
 end
 
 -- Checked before anything is made, so a bad `sw` leaves nothing open.
-local function check_opts(opts, fn)
+local function check_opts(opts, fn, n)
   if opts ~= nil and type(opts) ~= "table" then
-    error(("coronet.net.%s: the options must be a table"):format(fn), 3)
+    errors._typeerror(n, "coronet.net." .. fn, "table of options", opts, 2)
   end
   local sw = opts and opts.sw
   if sw ~= nil and (type(sw) ~= "table" or type(sw.attach) ~= "function") then
@@ -101,11 +103,11 @@ end
 -- @tparam[opt] table opts
 -- @treturn Listening, or `nil, err, code`
 function M.listen(addr, opts)
-  if not core.is_address(addr) then error("coronet.net.listen: expected an address value", 2) end
-  opts = check_opts(opts, "listen")
+  if not core.is_address(addr) then errors._typeerror(1, "coronet.net.listen", "address value", addr) end
+  opts = check_opts(opts, "listen", 2)
   local backlog = opts.backlog
   if backlog ~= nil and (math.type(backlog) ~= "integer" or backlog < 0) then
-    error("coronet.net.listen: backlog must be an integer >= 0", 2)
+    error("coronet.net.listen: option 'backlog' must be an integer >= 0", 2)
   end
   local listening = setmetatable({ waiting = {}, ready = {}, closed = false, reuse_port = opts.reuse_port and true,
                                    backlog = backlog }, Listening)
@@ -128,16 +130,23 @@ end
 
 --- The bound address (the port the OS chose, for port 0).
 -- @return an address value
-function Listening:getsockname() return self.core:address() end
+function Listening:getsockname()
+  check_self(self, "getsockname")
+  return self.core:address()
+end
 
 --- The listening descriptor, or `nil, err, "closed"` once closing has started.
-function Listening:fileno() return self.core:fileno() end
+function Listening:fileno()
+  check_self(self, "fileno")
+  return self.core:fileno()
+end
 
 --- Starts closing: no connection is accepted afterwards; waiting `accept`
 -- calls return `nil, err, "closed"`, a `run_server` on it returns once its
 -- connections have finished. Connections already accepted stay open.
 -- Idempotent; never waits.
 function Listening:close()
+  check_self(self, "close")
   if self.closed then return end
   self.closed = true
   self.core:close(false)
@@ -150,18 +159,31 @@ function Listening:close()
 end
 
 --- Connections accepted from it whose descriptor is not yet closed.
-function Listening:num_connections() return self.core:num_connections() end
+function Listening:num_connections()
+  check_self(self, "num_connections")
+  return self.core:num_connections()
+end
 
 --- The accept loop's counters: connections, accepted, dropped, accept_errors, bytes_in, bytes_out.
-function Listening:stats() return self.core:stats() end
+function Listening:stats()
+  check_self(self, "stats")
+  return self.core:stats()
+end
 
 --- True once `close` was called.
-function Listening:is_closed() return self.closed end
+function Listening:is_closed()
+  check_self(self, "is_closed")
+  return self.closed
+end
 
 --- Waits until the listener is closed (its descriptor, and its unix socket file).
 -- @tparam[opt] number timeout seconds
 -- @return true, or `nil, err, code`
-function Listening:close_finished(timeout) return self.core:close_wait(timeout) end
+function Listening:close_finished(timeout)
+  check_self(self, "close_finished")
+  deferred.check_timeout(timeout, "close_finished")
+  return self.core:close_wait(timeout)
+end
 
 function Listening:__close() self:close() end
 
@@ -198,7 +220,7 @@ end
 -- @return flow (a socket), client address; or `nil, err, code`
 function M.accept(listening, opts)
   check_listening(listening, "accept")
-  opts = check_opts(opts, "accept")
+  opts = check_opts(opts, "accept", 2)
   if listening.serving then error("coronet.net.accept: this listening socket is serving (run_server)", 2) end
   local sock, address
   if #listening.ready > 0 then
@@ -237,11 +259,11 @@ end
 -- @return true once accepted, or `nil, err, code`
 function M.accept_fork(listening, handler, opts)
   check_listening(listening, "accept_fork")
-  if type(handler) ~= "function" then error("coronet.net.accept_fork: the handler must be a function", 2) end
-  opts = check_opts(opts, "accept_fork")
+  if type(handler) ~= "function" then errors._typeerror(2, "coronet.net.accept_fork", "handler function", handler) end
+  opts = check_opts(opts, "accept_fork", 3)
   local on_error = opts.on_error
   if on_error ~= nil and type(on_error) ~= "function" then
-    error("coronet.net.accept_fork: on_error must be a function", 2)
+    errors._optionerror("coronet.net.accept_fork", "on_error", "a function", on_error)
   end
   -- On a switch, the flow is attached to it: the switch waits for its close
   -- to finish, and lets it go once the handler closed it.
@@ -311,6 +333,7 @@ end
 -- @tparam string spec
 -- @treturn function
 function M.load_handler(spec)
+  if type(spec) ~= "string" then errors._typeerror(1, "net.load_handler", '"module.name:function" string', spec) end
   local module, name = tostring(spec):match("^([%w_%.%-]+):([%w_]+)$")
   if not module then
     error(("coronet.net.run_server: handler '%s' is not \"module.name:function\""):format(tostring(spec)), 0)
@@ -329,17 +352,17 @@ end
 local function check_server_opts(opts)
   local max = opts.max_connections
   if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
-    error("coronet.net.run_server: max_connections must be an integer >= 1", 3)
+    error("coronet.net.run_server: option 'max_connections' must be an integer >= 1", 3)
   end
   local workers = opts.workers
   if workers ~= nil and (math.type(workers) ~= "integer" or workers < 1) then
-    error("coronet.net.run_server: workers must be an integer >= 1", 3)
+    error("coronet.net.run_server: option 'workers' must be an integer >= 1", 3)
   end
   if opts.stop ~= nil and getmetatable(opts.stop) ~= deferred.Deferred then
-    error("coronet.net.run_server: stop must be a deferred", 3)
+    error("coronet.net.run_server: option 'stop' must be a deferred", 3)
   end
   if opts.on_error ~= nil and type(opts.on_error) ~= "function" then
-    error("coronet.net.run_server: on_error must be a function", 3)
+    error("coronet.net.run_server: option 'on_error' must be a function", 3)
   end
 end
 
@@ -430,11 +453,11 @@ end
 -- @return the stop value and stats `{accepted, connections, handler_errors, workers}`
 function M.run_server(listening, handler, opts)
   check_listening(listening, "run_server")
-  opts = check_opts(opts, "run_server")
-  check_server_opts(opts)
   if type(handler) ~= "function" and type(handler) ~= "string" then
-    error("coronet.net.run_server: the handler must be a function or a \"module.name:function\" string", 2)
+    errors._typeerror(2, "coronet.net.run_server", 'handler function or "module.name:function" string', handler)
   end
+  opts = check_opts(opts, "run_server", 3)
+  check_server_opts(opts)
   if listening.serving then error("coronet.net.run_server: this listening socket is already serving", 2) end
   if listening.closed then return nil, closed_error("run_server"), "closed" end
   check_can_wait()

@@ -10,10 +10,17 @@
 -- @module coronet.socket
 local core = require "coronet.core"
 local tls = require "coronet.tls"
+local errors = require "coronet.errors"
 require "coronet.reader"
 require "coronet.writer"
 
 local methods = core.methods.socket
+local SOCKET = debug.getregistry()["coronet.socket"] -- the class's metatable, as luaL_getmetatable gives it
+
+-- Raises unless sock is a socket, naming fn (the methods written in Lua).
+local function check_socket(sock, fn)
+  if getmetatable(sock) ~= SOCKET then errors._typeerror(1, fn, "coronet.socket", sock, 2, true) end
+end
 
 --- The peer's address value (`tostring`, `.family`, `.ip`, `.port`, `.path`).
 -- @function getpeername
@@ -101,6 +108,8 @@ local methods = core.methods.socket
 -- @tparam[opt] integer max
 -- @treturn string, or `nil, err, code`
 function methods.read(sock, max)
+  check_socket(sock, "read")
+  if max ~= nil and type(max) ~= "number" then errors._typeerror(2, "read", "number", max, 1, true) end
   return sock:reader():read(max)
 end
 
@@ -110,6 +119,7 @@ end
 -- @function write
 -- @treturn true, or `nil, err, code`
 function methods.write(sock, ...)
+  check_socket(sock, "write")
   return sock:writer():write(...)
 end
 
@@ -130,9 +140,8 @@ end
 -- @param other a socket (a flow)
 -- @treturn integer, or `nil, err, code`
 function methods.copy_to(sock, other)
-  if getmetatable(other) ~= getmetatable(sock) then
-    error(("coronet.socket: copy_to expects a socket to copy to (got %s)"):format(type(other)), 2)
-  end
+  check_socket(sock, "copy_to")
+  if getmetatable(other) ~= SOCKET then errors._typeerror(2, "copy_to", "coronet.socket", other, 1, true) end
   local reader, writer = sock:reader(), other:writer()
   local copied = 0
   while true do
@@ -166,6 +175,8 @@ end
 -- `tls_verify` with OpenSSL's reason in the message, `tls_config`; or
 -- `timeout` after `handshake_timeout`, default 10 s)
 function methods.starttls(sock, opts)
+  check_socket(sock, "starttls")
+  if opts ~= nil and type(opts) ~= "table" then errors._typeerror(2, "starttls", "table of options", opts, 1, true) end
   return tls.starttls(sock, opts)
 end
 

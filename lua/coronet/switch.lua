@@ -42,7 +42,7 @@ local Handle = {}
 Handle.__index = Handle
 
 local function check_switch(sw, fn_name)
-  if getmetatable(sw) ~= Switch then error(("coronet.switch: %s expects a switch"):format(fn_name), 3) end
+  if getmetatable(sw) ~= Switch then errors._typeerror(1, fn_name, "coronet switch", sw, 2, true) end
 end
 
 local function check_open(sw, fn_name)
@@ -165,7 +165,7 @@ end
 -- @tparam function fn
 -- @return `fn`'s results
 function M.run(fn, ...)
-  if type(fn) ~= "function" then error("coronet.switch expects a function", 2) end
+  if type(fn) ~= "function" then errors._typeerror(1, "coronet.switch", "function", fn) end
   local fiber = core.current()
   if not fiber then error("coronet.switch must run in a coronet fiber: start one with coronet.spawn or coronet.run", 2) end
   local sw = setmetatable({ fiber = fiber, depth = core.scope_open(), forks = {}, nforks = 0,
@@ -191,7 +191,7 @@ end
 -- @return the Fiber (`join` gives `fn`'s results, or `nil, err, code`)
 function Switch:fork(fn, ...)
   check_open(self, "fork")
-  if type(fn) ~= "function" then error("coronet.switch: fork expects a function", 2) end
+  if type(fn) ~= "function" then errors._typeerror(2, "fork", "function", fn, 1, true) end
   local slot = {}
   local fiber = require("coronet").spawn(fork_body, self, slot, fn, ...)
   slot.fiber = fiber
@@ -242,7 +242,7 @@ end
 -- @treturn Handle
 function Switch:on_release(fn)
   check_switch(self, "on_release")
-  if type(fn) ~= "function" then error("coronet.switch: on_release expects a function", 2) end
+  if type(fn) ~= "function" then errors._typeerror(2, "on_release", "function", fn, 1, true) end
   if self.done then
     fn()
     error("coronet.switch: on_release on a switch that has finished (the function ran at once)", 2)
@@ -264,7 +264,7 @@ end
 function Switch:attach(resource)
   check_switch(self, "attach")
   local ok = pcall(function() assert(type(resource.close) == "function") end)
-  if not ok then error("coronet.switch: attach expects a resource with a close method", 2) end
+  if not ok then errors._typeerror(2, "attach", "resource with a close method", resource, 1, true) end
   if self.done then
     resource:close()
     error("coronet.switch: attach on a switch that has finished (the resource was closed)", 2)
@@ -277,7 +277,7 @@ end
 function Switch:remove(handle)
   check_switch(self, "remove")
   if getmetatable(handle) ~= Handle or handle.switch ~= self then
-    error("coronet.switch: remove expects a handle of this switch", 2)
+    errors._typeerror(2, "remove", "handle of this switch", handle, 1, true)
   end
   handle:remove()
 end
@@ -305,6 +305,7 @@ end
 
 --- Detaches the release function or resource; idempotent.
 function Handle:remove()
+  if getmetatable(self) ~= Handle then errors._typeerror(1, "remove", "coronet switch handle", self, 1, true) end
   local sw = self.switch
   if sw.done then return end
   if self.index then sw.releases[self.index] = false end

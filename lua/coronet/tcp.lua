@@ -53,16 +53,30 @@ function M.happy_eyeballs_delay(opt, default, fn)
   return delay
 end
 
-local function connect_request(where_to, opts)
-  assert(type(where_to) == "table" and (where_to.host or where_to.address),
-    "coronet.tcp: expected a Where_to_connect value")
+-- Checks where_to (argument 1 of fn) and opts (argument n, optional),
+-- raising at fn's caller; returns opts or {}.
+local function check_request(where_to, opts, fn, n)
+  if type(where_to) ~= "table" or not (where_to.host or where_to.address) then
+    errors._typeerror(1, fn, "Where_to_connect value", where_to, 2)
+  end
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then errors._typeerror(n, fn, "table of options", opts, 2) end
+  local interrupt = opts.interrupt
+  if interrupt ~= nil and not (type(interrupt) == "table" and type(interrupt.is_determined) == "function") then
+    errors._optionerror(fn, "interrupt", "a deferred", interrupt, 2)
+  end
+  if opts.tls ~= nil and type(opts.tls) ~= "table" then errors._optionerror(fn, "tls", "a table", opts.tls, 2) end
+  return opts
+end
+
+local function connect_request(where_to, opts, fn)
   local timeout = opts.timeout
   if timeout == nil and opts.socket then timeout = opts.socket:gettimeouts() end -- its connect timeout
   if timeout == nil then timeout = DEFAULT_TIMEOUT end
   return { host = where_to.host, port = where_to.port, address = where_to.address, timeout = timeout,
            attempt_timeout = opts.attempt_timeout, socket = opts.socket,
-           happy_eyeballs_delay = M.happy_eyeballs_delay(opts.happy_eyeballs, nil, "tcp.connect"),
-           caller = "tcp.connect" }
+           happy_eyeballs_delay = M.happy_eyeballs_delay(opts.happy_eyeballs, nil, fn),
+           caller = fn }
 end
 
 -- The interrupt deferred ends this fiber's connect wait (and only that
@@ -79,14 +93,9 @@ local function arm_interrupt(interrupt, state)
   end)
 end
 
---- Connects and returns the socket.
--- @param where_to a Where_to_connect value
--- @tparam[opt] table opts see the module
--- @return socket, or `nil, err, code`
-function M.connect_sock(where_to, opts)
-  opts = opts or {}
+local function connect_sock(where_to, opts, fn)
   local state = {}
-  local request = connect_request(where_to, opts)
+  local request = connect_request(where_to, opts, fn)
   if opts.interrupt and opts.interrupt:is_determined() then
     return nil, errors.new("cancelled", "connect to " .. where_to.description .. ": interrupted"), "cancelled"
   end
@@ -97,6 +106,15 @@ function M.connect_sock(where_to, opts)
     err = errors.new("cancelled", "connect to " .. where_to.description .. ": interrupted", err.address)
   end
   return nil, err, code
+end
+
+--- Connects and returns the socket.
+-- @param where_to a Where_to_connect value
+-- @tparam[opt] table opts see the module
+-- @return socket, or `nil, err, code`
+function M.connect_sock(where_to, opts)
+  opts = check_request(where_to, opts, "tcp.connect_sock", 2)
+  return connect_sock(where_to, opts, "tcp.connect_sock")
 end
 
 --- The buffer options of `opts` (`reader_buffer_size`, `writer_buffer_size`,
@@ -116,15 +134,12 @@ local function buffer_options(opts, fn)
 end
 M.buffer_options = buffer_options
 
---- Connects and returns the socket with its reader and writer.
--- @param where_to a Where_to_connect value
--- @tparam[opt] table opts see the module
--- @return socket, reader, writer; or `nil, err, code`
-function M.connect(where_to, opts)
-  opts = opts or {}
-  local buffers = buffer_options(opts, "tcp.connect")
-  core.check_stream_options(buffers, "tcp.connect") -- before connecting: a bad option leaves nothing open
-  local sock, err, code = M.connect_sock(where_to, opts)
+-- connect, as `fn` (argument n holds opts).
+local function connect(where_to, opts, fn, n)
+  opts = check_request(where_to, opts, fn, n)
+  local buffers = buffer_options(opts, fn)
+  core.check_stream_options(buffers, fn) -- before connecting: a bad option leaves nothing open
+  local sock, err, code = connect_sock(where_to, opts, fn)
   if not sock then return nil, err, code end
   sock:configure(buffers)
   if opts.tls then
@@ -135,6 +150,12 @@ function M.connect(where_to, opts)
   return sock, sock:reader(), sock:writer()
 end
 
+--- Connects and returns the socket with its reader and writer.
+-- @param where_to a Where_to_connect value
+-- @tparam[opt] table opts see the module
+-- @return socket, reader, writer; or `nil, err, code`
+function M.connect(where_to, opts) return connect(where_to, opts, "tcp.connect", 2) end
+
 --- Connects, calls `f(socket, reader, writer)`, and when `f` returns or
 -- raises flushes (bounded by close_timeout) and closes. Returns `f`'s
 -- results once the descriptor is closed, or re-raises `f`'s error after
@@ -143,8 +164,8 @@ end
 -- @tparam function f
 -- @tparam[opt] table opts see the module
 function M.with_connection(where_to, f, opts)
-  assert(type(f) == "function", "coronet.tcp.with_connection expects a function")
-  local sock, reader, writer = M.connect(where_to, opts)
+  if type(f) ~= "function" then errors._typeerror(2, "tcp.with_connection", "function", f) end
+  local sock, reader, writer = connect(where_to, opts, "tcp.with_connection", 3)
   if not sock then return nil, reader, writer end
   local result = pack(xpcall(f, debug.traceback, sock, reader, writer))
   sock:close()

@@ -15,6 +15,7 @@
 -- @module coronet.tcp_server
 local core = require "coronet.core"
 local deferred = require "coronet.deferred"
+local errors = require "coronet.errors"
 local tcp = require "coronet.tcp"
 local tls = require "coronet.tls"
 
@@ -23,11 +24,31 @@ Server.__index = Server
 
 local M = {}
 
-local function check_error_mode(mode)
+local check_server = errors._self_checker(Server, "coronet tcp server")
+
+-- The on_handler_error option of fn (raising at fn's caller).
+local function check_error_mode(mode, fn)
   if mode == nil then return "raise" end
-  assert(mode == "raise" or mode == "ignore" or type(mode) == "function",
-    "coronet: on_handler_error must be \"raise\", \"ignore\" or a function")
+  if not (mode == "raise" or mode == "ignore" or type(mode) == "function") then
+    errors._optionerror(fn, "on_handler_error", '"raise", "ignore" or a function', mode, 3)
+  end
   return mode
+end
+
+-- Checks create's arguments as `fn`, raising at fn's caller (`level` as
+-- for errors._argerror, from this function's caller); `inet` refuses a unix
+-- address. Returns opts or {}.
+local function check_create(where_to, handler, opts, fn, inet, level)
+  level = (level or 1) + 1
+  if type(where_to) ~= "table" or not core.is_address(where_to.address) then
+    errors._typeerror(1, fn, "Where_to_listen value", where_to, level)
+  end
+  if inet and where_to.address.family == "unix" then
+    errors._argerror(1, fn, "an inet address expected, got a unix one", level)
+  end
+  if type(handler) ~= "function" then errors._typeerror(2, fn, "handler function", handler, level) end
+  if opts ~= nil and type(opts) ~= "table" then errors._typeerror(3, fn, "table of options", opts, level) end
+  return opts or {}
 end
 
 -- The text of an error value for the log. Any value may be raised, even one
@@ -98,20 +119,12 @@ local function serve(server, sock, address)
   if not ok and not core.current():is_cancelled() then handler_failed(server, address, err) end
 end
 
---- Starts listening; `handler(address, socket)` runs in a new fiber per client.
--- Binds and listens before returning and never waits.
--- @param where_to a Where_to_listen value
--- @tparam function handler
--- @tparam[opt] table opts see the module
--- @return the server, or `nil, err, code` if binding failed
-function M.create_sock(where_to, handler, opts)
-  assert(type(where_to) == "table" and where_to.address, "coronet.tcp_server: expected a Where_to_listen value")
-  assert(type(handler) == "function", "coronet.tcp_server: the handler must be a function")
-  opts = opts or {}
-  local server = setmetatable({ handler = handler, on_handler_error = check_error_mode(opts.on_handler_error),
+local function create_sock(where_to, handler, opts, fn)
+  local server = setmetatable({ handler = handler, on_handler_error = check_error_mode(opts.on_handler_error, fn),
                                 active = 0, closed = false, where = where_to,
                                 handlers_idle = deferred.ivar(), finished = deferred.ivar() }, Server)
-  local listen_opts = tcp.buffer_options(opts, "tcp.Server.create")
+  local listen_opts = tcp.buffer_options(opts, fn)
+  listen_opts.caller = fn
   listen_opts.max_connections, listen_opts.max_accepts_per_batch = opts.max_connections, opts.max_accepts_per_batch
   listen_opts.backlog, listen_opts.reuse_port = opts.backlog, opts.reuse_port
   server.halves = opts.halves
@@ -126,31 +139,49 @@ function M.create_sock(where_to, handler, opts)
   return server
 end
 
+--- Starts listening; `handler(address, socket)` runs in a new fiber per client.
+-- Binds and listens before returning and never waits.
+-- @param where_to a Where_to_listen value
+-- @tparam function handler
+-- @tparam[opt] table opts see the module
+-- @return the server, or `nil, err, code` if binding failed
+function M.create_sock(where_to, handler, opts)
+  opts = check_create(where_to, handler, opts, "tcp.Server.create_sock")
+  return create_sock(where_to, handler, opts, "tcp.Server.create_sock")
+end
+
+-- create, as fn.
+local function create(where_to, handler, opts, fn)
+  local with_halves = { halves = true }
+  for k, v in pairs(opts) do with_halves[k] = v end
+  return create_sock(where_to, handler, with_halves, fn)
+end
+
 --- Like create_sock, but the handler gets `(address, reader, writer)`; both close when it ends.
 -- @param where_to a Where_to_listen value
 -- @tparam function handler
 -- @tparam[opt] table opts see the module
 function M.create(where_to, handler, opts)
-  local with_halves = { halves = true }
-  for k, v in pairs(opts or {}) do with_halves[k] = v end
-  return M.create_sock(where_to, handler, with_halves)
+  opts = check_create(where_to, handler, opts, "tcp.Server.create")
+  return create(where_to, handler, opts, "tcp.Server.create")
 end
 
 --- create for inet addresses only.
 function M.create_inet(where_to, handler, opts)
-  assert(where_to.address and where_to.address.family ~= "unix", "coronet: create_inet needs an inet address")
-  return M.create(where_to, handler, opts)
+  opts = check_create(where_to, handler, opts, "tcp.Server.create_inet", true)
+  return create(where_to, handler, opts, "tcp.Server.create_inet")
 end
 
 --- create_sock for inet addresses only.
 function M.create_sock_inet(where_to, handler, opts)
-  assert(where_to.address and where_to.address.family ~= "unix", "coronet: create_sock_inet needs an inet address")
-  return M.create_sock(where_to, handler, opts)
+  opts = check_create(where_to, handler, opts, "tcp.Server.create_sock_inet", true)
+  return create_sock(where_to, handler, opts, "tcp.Server.create_sock_inet")
 end
 
 --- The port (inet) or path (unix) the server listens on; for a
 -- `Where_to_listen.create{listening_on = f}`, `f(the bound address)`.
 function Server:listening_on()
+  check_server(self, "listening_on")
   local address = self.core:address()
   if self.where.listening_on then return self.where.listening_on(address) end
   if address.family == "unix" then return address.path end
@@ -158,11 +189,17 @@ function Server:listening_on()
 end
 
 --- The address value the server listens on.
-function Server:listening_on_address() return self.core:address() end
+function Server:listening_on_address()
+  check_server(self, "listening_on_address")
+  return self.core:address()
+end
 
 --- The listening descriptor (accepting on it directly bypasses max_connections),
 -- or `nil, err, "closed"` once closing has started.
-function Server:listening_socket() return self.core:fileno() end
+function Server:listening_socket()
+  check_server(self, "listening_socket")
+  return self.core:fileno()
+end
 
 -- Keeps self.finished for what the latest close asked for. A call that asks
 -- for more than is done (close_existing_connections after a plain close
@@ -192,9 +229,8 @@ end
 -- No handler starts after close.
 -- @tparam[opt] table opts `{close_existing_connections=bool}`
 function Server:close(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("coronet.tcp.Server.close: options must be a table (got " .. type(opts) .. ")", 2)
-  end
+  check_server(self, "close")
+  if opts ~= nil and type(opts) ~= "table" then errors._typeerror(2, "close", "table of options", opts, 1, true) end
   local close_existing = opts ~= nil and opts.close_existing_connections or false
   self.core:close(close_existing)
   if not self.closed then
@@ -206,10 +242,14 @@ function Server:close(opts)
 end
 
 --- Determined once the listener (and, when asked, every connection) is closed.
-function Server:close_finished() return self.finished.deferred end
+function Server:close_finished()
+  check_server(self, "close_finished")
+  return self.finished.deferred
+end
 
 --- Determined once close_finished is and every handler has returned.
 function Server:close_finished_and_handlers_determined()
+  check_server(self, "close_finished_and_handlers_determined")
   local ivar = deferred.ivar()
   core.spawn(function()
     self.finished.deferred:wait()
@@ -220,16 +260,28 @@ function Server:close_finished_and_handlers_determined()
 end
 
 --- True once close has been called.
-function Server:is_closed() return self.closed or self.core:is_closed() end
+function Server:is_closed()
+  check_server(self, "is_closed")
+  return self.closed or self.core:is_closed()
+end
 
 --- Connections whose descriptor is not yet closed.
-function Server:num_connections() return self.core:num_connections() end
+function Server:num_connections()
+  check_server(self, "num_connections")
+  return self.core:num_connections()
+end
 
 --- Accept and close at once, without calling the handler, while `drop` is true.
-function Server:set_drop_incoming_connections(drop) self.core:set_drop_incoming_connections(drop) end
+function Server:set_drop_incoming_connections(drop)
+  check_server(self, "set_drop_incoming_connections")
+  self.core:set_drop_incoming_connections(drop)
+end
 
 --- Counters: connections, accepted, dropped, accept_errors, bytes_in, bytes_out.
-function Server:stats() return self.core:stats() end
+function Server:stats()
+  check_server(self, "stats")
+  return self.core:stats()
+end
 
 --- `local server <close> = ...` closes the server at the end of the scope.
 function Server:__close() self:close() end

@@ -5,6 +5,7 @@
 -- Misuse raises, naming the function and the argument.
 -- @module coronet.where
 local core = require "coronet.core"
+local errors = require "coronet.errors"
 
 local M = {}
 
@@ -12,18 +13,33 @@ local M = {}
 local function got(value)
   if type(value) == "string" then return "'" .. value .. "'" end
   if type(value) == "number" then return tostring(value) end
-  return type(value)
+  return errors._typename(value)
 end
 
--- Raises "<fn>: bad argument #<n> (<what> expected, got <got_text>)" at the caller's caller.
+-- Raises "bad argument #<n> to '<fn>' (<what> expected, got <got_text>)" at the caller's caller.
 local function bad_argument(fn, n, what, got_text)
-  error(("%s: bad argument #%d (%s expected, got %s)"):format(fn, n, what, got_text), 3)
+  errors._argerror(n, fn, ("%s expected, got %s"):format(what, got_text), 2)
 end
 
-local function check_port(port, allow_zero, fn)
+-- The port, argument n of fn: an integer 1..65535 (0 too if allow_zero).
+local function check_port(port, allow_zero, fn, n)
   if math.type(port) ~= "integer" or port < (allow_zero and 0 or 1) or port > 65535 then
-    error(("%s: bad port %s (an integer %d..65535 expected)"):format(fn, tostring(port), allow_zero and 0 or 1), 3)
+    errors._argerror(n, fn, ("bad port %s (an integer %d..65535 expected)"):format(got(port), allow_zero and 0 or 1),
+      2)
   end
+end
+
+-- A string path, argument 1 of fn, as a unix address value (raising naming fn).
+local function unix_address(path, fn)
+  if type(path) ~= "string" then bad_argument(fn, 1, "a path string", got(path)) end
+  local ok, address = pcall(core.address_unix, path)
+  if not ok then errors._argerror(1, fn, tostring(address):match("%((.*)%)$") or tostring(address), 2) end
+  return address
+end
+
+-- An address value, argument 1 of fn.
+local function check_address(address, fn)
+  if not core.is_address(address) then bad_argument(fn, 1, "an address value", got(address)) end
 end
 
 local function is_inet(address) return address.family == "inet" or address.family == "inet6" end
@@ -44,23 +60,23 @@ M.Where_to_connect = Where_to_connect
 -- @tparam integer port
 function Where_to_connect.of_host_and_port(host, port)
   if type(host) ~= "string" or host == "" then
-    error("Where_to_connect.of_host_and_port: host must be a non-empty string", 2)
+    errors._argerror(1, "Where_to_connect.of_host_and_port", "host must be a non-empty string, got " .. got(host))
   end
-  check_port(port, false, "Where_to_connect.of_host_and_port")
+  check_port(port, false, "Where_to_connect.of_host_and_port", 2)
   return { host = host, port = port, description = host .. ":" .. port }
 end
 
 --- Connect to a unix socket path.
 -- @tparam string path
 function Where_to_connect.of_file(path)
-  local address = core.address_unix(path)
+  local address = unix_address(path, "Where_to_connect.of_file")
   return { address = address, description = path }
 end
 
 --- Connect to an address value.
 -- @param address from coronet.address or coronet.unix_address
 function Where_to_connect.of_address(address)
-  assert(core.is_address(address), "coronet: of_address expects an address value")
+  check_address(address, "Where_to_connect.of_address")
   return { address = address, description = tostring(address) }
 end
 
@@ -155,7 +171,7 @@ M.Where_to_listen = Where_to_listen
 --- Listen on a port on every IPv4 interface (as Async does).
 -- @tparam integer port
 function Where_to_listen.on_port(port)
-  check_port(port, true, "Where_to_listen.on_port")
+  check_port(port, true, "Where_to_listen.on_port", 1)
   return { address = core.address_ip("0.0.0.0", port) }
 end
 
@@ -167,13 +183,13 @@ end
 --- Listen on a unix socket path (removed again when the server closes).
 -- @tparam string path
 function Where_to_listen.on_file(path)
-  return { address = core.address_unix(path) }
+  return { address = unix_address(path, "Where_to_listen.on_file") }
 end
 
 --- Listen on one address (IPv4 or IPv6, or a unix address).
 -- @param address
 function Where_to_listen.of_address(address)
-  assert(core.is_address(address), "coronet: of_address expects an address value")
+  check_address(address, "Where_to_listen.of_address")
   return { address = address }
 end
 

@@ -58,8 +58,10 @@
 -- @function socket
 local core = require "coronet.core"
 local deferred = require "coronet.deferred"
+local errors = require "coronet.errors"
 
 local methods = core.methods.writer
+local WRITER = debug.getregistry()["coronet.writer"] -- the class's metatable, as luaL_getmetatable gives it
 
 --- A deferred determined with what `writer:flush()` returns: true once the
 -- kernel has taken every byte written so far, or `nil, err, code` if the
@@ -68,6 +70,7 @@ local methods = core.methods.writer
 -- @function writer:flushed
 -- @treturn Deferred
 function methods.flushed(writer)
+  if getmetatable(writer) ~= WRITER then errors._typeerror(1, "flushed", "coronet.writer", writer, 1, true) end
   local ivar = deferred.ivar()
   core.spawn(function() ivar:fill(writer:flush()) end)
   return ivar.deferred
