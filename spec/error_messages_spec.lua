@@ -154,6 +154,8 @@ local ROWS = {
   { "coronet.set_logger", A("?f", "nil") },
   { "coronet.address", A(STR, "'127.0.0.1'"), A(NUM, "1") },
   { "coronet.unix_address", A(STR, "'/tmp/coronet-x.sock'") },
+  { "coronet.signal", A(STR, "'SIGUSR1'") },
+  { "coronet.any", A("o", "d", "iv") },
   { "fib:join", A("?n", "0") },
   { "fib:cancel" },
   { "fib:is_done" },
@@ -341,7 +343,6 @@ local ACCEPTS_ANYTHING = {
   ["tls.starttls"] = "coronet.tls is another helper's this round (socket:starttls is probed)",
   ["tls.connect"] = "coronet.tls is another helper's this round (tcp.connect's TLS step)",
   ["tls.accept"] = "coronet.tls is another helper's this round (the servers' TLS step)",
-  ["coronet.signal"] = "being rewritten by the lead in this round (several names; coronet.any): probed once it lands",
 }
 
 ---------------------------------------------------------------------------
