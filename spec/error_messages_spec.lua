@@ -155,6 +155,8 @@ local ROWS = {
   { "coronet.address", A(STR, "'127.0.0.1'"), A(NUM, "1") },
   { "coronet.unix_address", A(STR, "'/tmp/coronet-x.sock'") },
   { "coronet.signal", A(STR, "'SIGUSR1'") },
+  { "tls.context", A(TBL, "{ verify = false }", { ca_file = "s", handshake_timeout = "n", alpn = "t" }),
+    A("?s", "'client'") },
   { "coronet.any", A("o", "d", "iv") },
   { "fib:join", A("?n", "0") },
   { "fib:cancel" },
@@ -336,13 +338,10 @@ local ACCEPTS_ANYTHING = {
   ["tcp.buffer_options"] = "a helper for coronet's modules: its `fn` names their caller",
   ["tcp.happy_eyeballs_delay"] = "a helper for coronet's modules: its `fn` names their caller",
   ["net.with_tls_handshake"] = "run_server's TLS step: its arguments are checked by run_server",
-  -- coronet.tls belongs to the TLS helper this round (message strings only here); the door users
-  -- call, socket:starttls, is probed above. Its own rows are left to that branch.
-  ["tls.context"] = "coronet.tls is another helper's this round; see the comment above",
-  ["tls.server_context"] = "coronet.tls is another helper's this round (tcp.Server.create's TLS step)",
-  ["tls.starttls"] = "coronet.tls is another helper's this round (socket:starttls is probed)",
-  ["tls.connect"] = "coronet.tls is another helper's this round (tcp.connect's TLS step)",
-  ["tls.accept"] = "coronet.tls is another helper's this round (the servers' TLS step)",
+  ["tls.server_context"] = "tcp.Server.create's TLS step: its `tls` option is checked there",
+  ["tls.starttls"] = "socket:starttls's body: probed as s:starttls",
+  ["tls.connect"] = "tcp.connect's TLS step: its `tls` option is checked there",
+  ["tls.accept"] = "the servers' handshake step, given the server's own context and options",
 }
 
 ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@
 -- plain socket as it was.
 -- @module coronet.tls
 local core = require "coronet.core"
+local errors = require "coronet.errors"
 
 local M = {}
 
@@ -70,8 +71,11 @@ end
 -- @tparam[opt="client"] string side "client" or "server"
 -- @return a context, or `nil, err, "tls_config"`
 function M.context(opts, side)
+  if type(opts) ~= "table" then errors._typeerror(1, "tls.context", "table", opts) end
   side = side or "client"
-  assert(known[side], "tls.context: side must be \"client\" or \"server\"")
+  if not known[side] then
+    errors._argerror(2, "tls.context", ('side must be "client" or "server" (got %s)'):format(errors._typename(side)))
+  end
   check(opts, side, "tls.context")
   return core.tls_context(opts, side == "server")
 end
