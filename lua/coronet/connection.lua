@@ -36,6 +36,7 @@ local HAPPY_EYEBALLS_DELAY = 0.25
 -- A Procord connection's methods (documented below, under its type).
 local Connection = {}
 Connection.__index = Connection
+Connection.__name = "coronet.connection" -- the type misuse messages show
 M.Connection = Connection
 
 -- Checks `self` of a method (argument #1 of its module function).
@@ -281,6 +282,8 @@ end
 -- @tparam[opt] table opts as for `connect`
 -- @treturn Connection
 function M.of_socket(sock, data, opts)
+  local ok, getpeername = pcall(function() return sock.getpeername end) -- any socket class of coronet's
+  if not (ok and type(getpeername) == "function") then check.expected("of_socket", 1, "connected socket", sock) end
   local options = connection_options(opts, "of_socket", 3)
   local remote = sock:getpeername()
   local conn = new_connection(data, options, tostring(remote))

@@ -19,6 +19,7 @@ local MAX_ACCEPTS_PER_CALL = 256 -- bounds one call's work under a flood; the re
 -- A set's methods (documented below, under its type).
 local Set = {}
 Set.__index = Set
+Set.__name = "coronet.connection.set"
 M.Set = Set
 
 -- Checks argument n (default 1) of the public function `fn`, which calls this itself.

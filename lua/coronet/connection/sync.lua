@@ -21,6 +21,7 @@ local HAPPY_EYEBALLS_DELAY = 0.25
 -- A blocking connection's methods (documented below, under its type).
 local SyncConnection = {}
 SyncConnection.__index = SyncConnection
+SyncConnection.__name = "coronet.connection.sync"
 M.SyncConnection = SyncConnection
 
 -- The timeout of the options at argument n of `fn` (which calls this

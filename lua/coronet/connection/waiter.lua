@@ -18,6 +18,7 @@ local M = {}
 -- What the waiter functions below make: a description of what to wait on.
 local Waiter = {}
 Waiter.__index = Waiter
+Waiter.__name = "coronet.connection.waiter"
 M.Waiter = Waiter
 
 local function new_waiter(fields) return setmetatable(fields, Waiter) end
