@@ -225,6 +225,22 @@ describe("coronet.connection tried from outside", function()
     end)
   end)
 
+  describe("a timeout of math.huge means never, as for wait and close_nicely", function()
+    after_each(settle)
+
+    it("connect and custom take it; the connection lives and receives", function()
+      local client, server_side = polled_pair({ timeout = math.huge, ping = "p" })
+      assert.equal(math.huge, client:timeout())
+      connection.custom({ timeout = math.huge }):close()
+      server_side:send("x")
+      poll_until(client, function(c) return c:receive_buffer_length() == 1 end)
+      assert.equal("connected", (client:state()))
+      assert.equal("", server_side:receive_all()) -- no ping: the silence never reaches half of forever
+      client:close()
+      server_side:close()
+    end)
+  end)
+
   describe("counts", function()
     after_each(settle)
 
@@ -362,6 +378,24 @@ describe("coronet.connection tried from outside", function()
         assert.matches("bad argument #1 to 'coronet.connection.custom' (option '" .. option .. "': ", err, 1, true)
         assert.matches("closed file", err, 1, true)
       end
+    end)
+  end)
+
+  describe("a waiting call in a coroutine that is no fiber, inside a running loop", function()
+    it("wait and make_address raise naming themselves and coronet.spawn", function()
+      helper.run(function()
+        local waiter = connection.waiter_of_list {}
+        for name, call in pairs {
+          wait = function() connection.wait(waiter, { timeout = 0.01 }) end,
+          wait_ = function() connection.wait_(waiter, { timeout = 0.01 }) end,
+          make_address = function() connection.make_address("localhost") end,
+        } do
+          local ok, err = pcall(coroutine.wrap(call))
+          assert.is_false(ok)
+          assert.matches("coronet.connection." .. name .. ":", err, 1, true)
+          assert.matches("coronet.spawn", err, 1, true)
+        end
+      end)
     end)
   end)
 

@@ -11,7 +11,12 @@
 -- (only after `close_nicely`) and `"disconnected"`. Sending on a
 -- disconnected connection is legal and does nothing; receiving after a
 -- disconnection still returns what was buffered before it. Only a malformed
--- argument raises.
+-- argument raises, as lauxlib does: "bad argument #1 to
+-- 'coronet.connection.receive' (the length: an integer >= 0 expected, got
+-- -1)" (counted from after the connection when called as a method). Counts
+-- (lengths, offsets) are integers >= 0, a float with an integer value
+-- counting as that integer; a timeout of false means none, `math.huge`
+-- never.
 --
 -- Every method is also a function of this module taking the connection
 -- first (`connection.send(conn, s)` is `conn:send(s)`). Sets, waiters and the
@@ -59,7 +64,7 @@ local function connection_options(opts, fn, n)
   opts = check.options(fn, n, opts, 1)
   local timeout, ping = opts.timeout, opts.ping
   if timeout == false then timeout = nil end
-  if timeout ~= nil and not (type(timeout) == "number" and timeout > 0 and timeout < math.huge) then
+  if timeout ~= nil and not (type(timeout) == "number" and timeout > 0) then -- math.huge: never, as for every timeout
     check.option(fn, n, "timeout", "seconds > 0 (or false for none)", timeout, 1)
   end
   if ping ~= nil and (type(ping) ~= "string" or ping == "") then
@@ -238,8 +243,9 @@ end
 -- `"connecting"`: DNS (on libuv's threadpool) and the connect (Happy
 -- Eyeballs over the addresses found) proceed on the loop.
 --
--- Options: `timeout` (seconds): disconnect when nothing has been received
--- for that long (the connect counts: it fails with code `"timeout"`);
+-- Options: `timeout` (seconds; false or nil: none; `math.huge`: never):
+-- disconnect when nothing has been received for that long (the connect
+-- counts: it fails with code `"timeout"`);
 -- `ping` (a non-empty string, ignored without `timeout`): sent once the
 -- connection has been silent for `timeout / 2`, at most once per silent
 -- period; any byte received restarts both clocks. A receive buffer full
@@ -613,6 +619,7 @@ function M.make_address(name)
   local ok, address = pcall(core.address_ip, name, 0)
   if ok then return address end
   if drive.may_run() then return drive.call("make_address", resolve_first, name) end
+  drive.check_can_wait("make_address")
   return resolve_first(name)
 end
 

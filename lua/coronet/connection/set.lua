@@ -161,7 +161,9 @@ end
 --- Accepts the clients waiting on `listening` and adds them to `set`; never
 -- waits. `make_data(address)` gives each one's data; nil refuses the client
 -- (its socket is closed), and so does a raise, which is logged through
--- `coronet.set_logger`. At most 256 per call.
+-- `coronet.set_logger`. make_data runs in a coroutine of its own, where
+-- nothing can wait: one that waits (`coronet.sleep`, a deferred, a name to
+-- resolve) or yields counts as raising. At most 256 per call.
 -- @param listening a listening socket from `connection.listen`
 -- @tparam function make_data
 -- @tparam Set set

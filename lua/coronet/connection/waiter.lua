@@ -203,6 +203,7 @@ end
 -- @treturn boolean
 function M.wait(waiter, opts)
   check_waiter(waiter, "wait")
+  drive.check_can_wait("wait")
   local happened = wait(waiter, check_wait_opts(opts, "wait")) -- not a tail call: wait's errors point at our caller
   return happened
 end
@@ -210,6 +211,7 @@ end
 --- `wait`, ignoring the result (the seed's `wait'`).
 function M.wait_(waiter, opts)
   check_waiter(waiter, "wait_")
+  drive.check_can_wait("wait_")
   wait(waiter, check_wait_opts(opts, "wait_"))
 end
 
