@@ -160,7 +160,7 @@ describe("coronet.connection tried from outside", function()
     after_each(settle)
 
     it("the idle timeout is code timeout, kind timeout, op idle, the host as arg", function()
-      local client, server_side = polled_pair({ timeout = t(0.2) })
+      local client, server_side = polled_pair({ timeout = t(0.5) })
       poll_until(client, disconnected)
       local state, err, code = client:state()
       assert.equal("disconnected", state)
@@ -241,6 +241,21 @@ describe("coronet.connection tried from outside", function()
     end)
   end)
 
+  describe("to-be-closed", function()
+    after_each(settle)
+
+    it("a connection in a <close> variable is closed when its scope ends, as a socket is", function()
+      local listening, port = listener()
+      local kept
+      do
+        local conn <close> = connection.connect("127.0.0.1", port)
+        kept = conn
+      end
+      assert.equal("disconnected", (kept:state()))
+      listening:close()
+    end)
+  end)
+
   describe("counts", function()
     after_each(settle)
 
@@ -297,6 +312,8 @@ describe("coronet.connection tried from outside", function()
         { function() connection.custom("x") end, "custom", 1, "table" },
         { function() connection.custom({ input = true }) end, "custom", 1, "'input'" },
         { function() connection.custom({ output = {} }) end, "custom", 1, "'output'" },
+        { function() connection.custom({ input = math.maxinteger }) end, "custom", 1, "'input'" },
+        { function() connection.custom({ output = 2 ^ 31 }) end, "custom", 1, "'output'" },
         { function() connection.custom({ remote_address = "x" }) end, "custom", 1, "'remote_address'" },
         { function() connection.spawn(42) end, "spawn", 1, "string" },
         { function() connection.make_address(1) end, "make_address", 1, "string" },
@@ -319,6 +336,7 @@ describe("coronet.connection tried from outside", function()
         { function() connection.waiter_custom(1) end, "waiter_custom", 1, "table" },
         { function() connection.waiter_custom({ read = { -1 } }) end, "waiter_custom", 1, "'read'" },
         { function() connection.waiter_custom({ write = "x" }) end, "waiter_custom", 1, "'write'" },
+        { function() connection.waiter_custom({ read = { coronet.backend_fd() } }) end, "waiter_custom", 1, "loop" },
         { function() connection.waiter_custom({ except = { listening:fileno() } }) end, "waiter_custom", 1, "watched" },
         { function() connection.waiter_of_list({ waiter, 1 }) end, "waiter_of_list", 1, "waiter" },
         { function() connection.wait(conn) end, "wait", 1, "waiter" },

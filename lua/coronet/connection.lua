@@ -37,6 +37,7 @@ local M = {}
 
 local DEFAULT_BUFFER_SIZE = 1024 * 1024
 local HAPPY_EYEBALLS_DELAY = 0.25
+local MAX_DESCRIPTOR = 0x7fffffff -- a C int
 
 -- A Procord connection's methods (documented below, under its type).
 local Connection = {}
@@ -302,7 +303,9 @@ local function check_descriptor(opts, name)
   local fd = opts[name]
   if fd == nil or io.type(fd) == "file" then return end
   local n = type(fd) == "number" and math.tointeger(fd)
-  if not n or n < 0 then check.option("custom", 1, name, "a descriptor (integer >= 0) or an open Lua file", fd, 1) end
+  if not n or n < 0 or n > MAX_DESCRIPTOR then
+    check.option("custom", 1, name, "a descriptor (integer 0..2^31-1) or an open Lua file", fd, 1)
+  end
 end
 
 local function open_descriptor(fd)
@@ -588,6 +591,9 @@ function Connection:timeout()
   check_connection(self, "timeout")
   return self.options.timeout
 end
+
+-- A connection in a `<close>` variable closes when its scope ends (close never waits).
+function Connection:__close() self:close() end
 
 function Connection:__tostring()
   return ("coronet.connection (%s, %s)"):format(self.name, self.live)

@@ -67,6 +67,10 @@ local function check_fds(list, field)
       check.argument("waiter_custom", 1, ("option '%s': %s[%d]: a descriptor (integer >= 0) expected, got %s")
         :format(field, field, i, check.shown(fd)), 1)
     end
+    if fd == core.backend_fd() then
+      check.argument("waiter_custom", 1, ("option '%s': descriptor %d is coronet's loop descriptor (backend_fd):"
+        .. " instanciate_waiter gives it; a waiter waits on the loop anyway"):format(field, fd), 1)
+    end
     if core.is_watched(fd) then
       check.argument("waiter_custom", 1, ("option '%s': descriptor %d is watched by coronet already (libuv allows"
         .. " one watcher per descriptor): wait on its connection instead"):format(field, fd), 1)
