@@ -241,6 +241,53 @@ describe("coronet.connection tried from outside", function()
     end)
   end)
 
+  describe("clocks and buffers, polled (passed before: kept as a guard)", function()
+    after_each(settle)
+
+    it("a byte received restarts both clocks: the next ping and the idle timeout count from it", function()
+      local timeout = t(0.4)
+      local client, server_side = polled_pair({ timeout = timeout, ping = "P" })
+      local start, byte_at, pings = coronet.now(), nil, {}
+      while client:alive() and coronet.now() - start < 4 * timeout do
+        coronet.step(0.005)
+        client:update()
+        for _ in server_side:receive_all():gmatch("P") do pings[#pings + 1] = coronet.now() end
+        if not byte_at and #pings == 1 then
+          byte_at = coronet.now()
+          server_side:send("x")
+        end
+      end
+      local gone_at = coronet.now()
+      assert.equal(2, #pings) -- one per silent period
+      assert.is_true(pings[1] - start >= 0.45 * timeout)
+      assert.is_true(pings[2] - byte_at >= 0.45 * timeout, "the ping clock did not restart")
+      assert.is_true(gone_at - byte_at >= 0.9 * timeout, "the idle clock did not restart")
+      local _, err = client:state()
+      assert.equal("idle", err.op)
+      server_side:close()
+    end)
+
+    it("a full receive buffer pauses reading; consuming resumes it, and every byte arrives in order", function()
+      local client, server_side = polled_pair({ receive_buffer_size = 1024 })
+      local sent = {}
+      for i = 1, 2000 do sent[i] = ("%09d\n"):format(i) end
+      sent = table.concat(sent)
+      assert.is_true(server_side:send(sent))
+      local got, most = {}, 0
+      local deadline = coronet.now() + t(5)
+      while #table.concat(got) < #sent and coronet.now() < deadline do
+        if client:receive_buffer_empty() then connection.wait(connection.waiter(client), { timeout = 0.05 }) end
+        client:update()
+        most = math.max(most, client:receive_buffer_length())
+        got[#got + 1] = client:receive_part(300)
+      end
+      assert.equal(sent, table.concat(got))
+      assert.is_true(most <= 1024, "receive buffer reached " .. most)
+      client:close()
+      server_side:close()
+    end)
+  end)
+
   describe("to-be-closed", function()
     after_each(settle)
 
