@@ -446,6 +446,20 @@ describe("coronet.connection tried from outside", function()
     end)
   end)
 
+  describe("waiters", function()
+    after_each(settle)
+
+    it("waiter_custom keeps its own copy of the arrays: a descriptor added later is not watched", function()
+      local listening = listener()
+      local list = {}
+      local waiter = connection.waiter_custom({ read = list })
+      list[1] = listening:fileno() -- one coronet watches: refused if given at first
+      assert.is_false(connection.wait(waiter, { timeout = 0.01 }))
+      assert.same({ coronet.backend_fd() }, (connection.instanciate_waiter(waiter)))
+      listening:close()
+    end)
+  end)
+
   describe("a waiting call in a coroutine that is no fiber, inside a running loop", function()
     it("wait and make_address raise naming themselves and coronet.spawn", function()
       helper.run(function()

@@ -58,10 +58,12 @@ end
 
 local LETTER = { read = "r", write = "w", except = "e" }
 
--- Checks waiter_custom's option `field`, an array of descriptors.
+-- Checks waiter_custom's option `field`, an array of descriptors, and
+-- returns a copy of it (a descriptor the program adds later is not checked).
 local function check_fds(list, field)
   if list == nil then return {} end
   if type(list) ~= "table" then check.option("waiter_custom", 1, field, "an array of descriptors", list, 1) end
+  local copy = {}
   for i, fd in ipairs(list) do
     if math.type(fd) ~= "integer" or fd < 0 then
       check.argument("waiter_custom", 1, ("option '%s': %s[%d]: a descriptor (integer >= 0) expected, got %s")
@@ -75,8 +77,9 @@ local function check_fds(list, field)
       check.argument("waiter_custom", 1, ("option '%s': descriptor %d is watched by coronet already (libuv allows"
         .. " one watcher per descriptor): wait on its connection instead"):format(field, fd), 1)
     end
+    copy[i] = fd
   end
-  return list
+  return copy
 end
 
 --- Waits until one of the program's own descriptors is ready: readable
