@@ -11,7 +11,12 @@
 -- (only after `close_nicely`) and `"disconnected"`. Sending on a
 -- disconnected connection is legal and does nothing; receiving after a
 -- disconnection still returns what was buffered before it. Only a malformed
--- argument raises.
+-- argument raises, as lauxlib does: "bad argument #1 to
+-- 'coronet.connection.receive' (the length: an integer >= 0 expected, got
+-- -1)" (counted from after the connection when called as a method). Counts
+-- (lengths, offsets) are integers >= 0, a float with an integer value
+-- counting as that integer; a timeout of false means none, `math.huge`
+-- never.
 --
 -- Every method is also a function of this module taking the connection
 -- first (`connection.send(conn, s)` is `conn:send(s)`). Sets, waiters and the
@@ -21,6 +26,7 @@
 -- @module coronet.connection
 local core = require "coronet.core"
 local errors = require "coronet.errors"
+local check = require "coronet.connection.check"
 local drive = require "coronet.connection.drive"
 local net_dns = require "coronet.net_dns"
 local news = require "coronet.connection.news"
@@ -31,48 +37,43 @@ local M = {}
 
 local DEFAULT_BUFFER_SIZE = 1024 * 1024
 local HAPPY_EYEBALLS_DELAY = 0.25
+local MAX_DESCRIPTOR = 0x7fffffff -- a C int
 
 -- A Procord connection's methods (documented below, under its type).
 local Connection = {}
 Connection.__index = Connection
+Connection.__name = "coronet.connection" -- the type misuse messages show
 M.Connection = Connection
 
+-- Checks `self` of a method (argument #1 of its module function).
 local function check_connection(conn, fn)
-  if getmetatable(conn) ~= Connection then
-    error(("coronet.connection.%s: expected a connection, got %s"):format(fn, type(conn)), 3)
-  end
+  if getmetatable(conn) ~= Connection then check.expected(fn, 1, "connection", conn, 1) end
   return conn
 end
 
-local function check_count(n, fn, what, level)
-  if math.type(n) ~= "integer" or n < 0 then
-    error(("coronet.connection.%s: %s must be an integer >= 0 (got %s)"):format(fn, what, tostring(n)), level or 3)
-  end
-  return n
-end
-
-local function check_size(opts, name, fn)
+local function check_size(opts, name, fn, n)
   local size = opts[name]
   if size == nil then return DEFAULT_BUFFER_SIZE end
-  if math.type(size) ~= "integer" or size < 1 then
-    error(("coronet.connection.%s: option '%s' must be a positive integer (got %s)"):format(fn, name, tostring(size)), 4)
-  end
+  if math.type(size) ~= "integer" or size < 1 then check.option(fn, n, name, "a positive integer", size, 2) end
   return size
 end
 
--- The options every way of making a connection shares: timeout, ping and the two buffer sizes.
-local function connection_options(opts, fn)
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then error(("coronet.connection.%s: options must be a table"):format(fn), 3) end
+-- The options every way of making a connection shares (argument n of
+-- `fn`, which calls this itself): timeout (false: none), ping and the two
+-- buffer sizes.
+local function connection_options(opts, fn, n)
+  opts = check.options(fn, n, opts, 1)
   local timeout, ping = opts.timeout, opts.ping
-  if timeout ~= nil and not (type(timeout) == "number" and timeout > 0 and timeout < math.huge) then
-    error(("coronet.connection.%s: option 'timeout' must be seconds > 0 (got %s)"):format(fn, tostring(timeout)), 3)
+  if timeout == false then timeout = nil end
+  if timeout ~= nil and not (type(timeout) == "number" and timeout > 0) then -- math.huge: never, as for every timeout
+    check.option(fn, n, "timeout", "seconds > 0 (or false for none)", timeout, 1)
   end
   if ping ~= nil and (type(ping) ~= "string" or ping == "") then
-    error(("coronet.connection.%s: option 'ping' must be a non-empty string"):format(fn), 3)
+    check.option(fn, n, "ping", "a non-empty string", ping, 1)
   end
-  return { timeout = timeout, ping = timeout and ping, receive_buffer_size = check_size(opts, "receive_buffer_size", fn),
-           send_buffer_size = check_size(opts, "send_buffer_size", fn) }
+  return { timeout = timeout, ping = timeout and ping,
+           receive_buffer_size = check_size(opts, "receive_buffer_size", fn, n),
+           send_buffer_size = check_size(opts, "send_buffer_size", fn, n) }
 end
 
 -- Adds Procord's two fields to an error value: the operation that failed
@@ -132,7 +133,9 @@ local function disconnect(conn, err, code, how)
 end
 
 local function idle_error(conn)
-  local err = errors.new("timeout", ("no data received from %s for %g s"):format(conn.name, conn.options.timeout))
+  local err = errors.new("timeout", ("no data received from %s for %g s"):format(conn.name, conn.options.timeout),
+    conn.remote)
+  err.kind = "timeout" -- as every timeout error of coronet's
   return with_op(err, "idle", conn.name), "timeout"
 end
 
@@ -241,8 +244,9 @@ end
 -- `"connecting"`: DNS (on libuv's threadpool) and the connect (Happy
 -- Eyeballs over the addresses found) proceed on the loop.
 --
--- Options: `timeout` (seconds): disconnect when nothing has been received
--- for that long (the connect counts: it fails with code `"timeout"`);
+-- Options: `timeout` (seconds; false or nil: none; `math.huge`: never):
+-- disconnect when nothing has been received for that long (the connect
+-- counts: it fails with code `"timeout"`);
 -- `ping` (a non-empty string, ignored without `timeout`): sent once the
 -- connection has been silent for `timeout / 2`, at most once per silent
 -- period; any byte received restarts both clocks. A receive buffer full
@@ -256,11 +260,11 @@ end
 -- @tparam[opt] table opts `timeout`, `ping`, `receive_buffer_size`, `send_buffer_size`
 -- @treturn Connection
 function M.connect(host, port, data, opts)
-  if type(host) ~= "string" then error("coronet.connection.connect: host must be a string", 2) end
+  if type(host) ~= "string" then check.expected("connect", 1, "host name (string)", host) end
   if math.type(port) ~= "integer" or port < 0 or port > 65535 then
-    error("coronet.connection.connect: port must be an integer in 0..65535", 2)
+    check.expected("connect", 2, "port (an integer in 0..65535)", port)
   end
-  local options = connection_options(opts, "connect")
+  local options = connection_options(opts, "connect", 4)
   local conn = new_connection(data, options, host)
   local request = { host = host, port = port, timeout = options.timeout, caller = "coronet.connection.connect",
                     happy_eyeballs_delay = HAPPY_EYEBALLS_DELAY }
@@ -285,11 +289,23 @@ end
 -- @tparam[opt] table opts as for `connect`
 -- @treturn Connection
 function M.of_socket(sock, data, opts)
-  local options = connection_options(opts, "of_socket")
+  local ok, getpeername = pcall(function() return sock.getpeername end) -- any socket class of coronet's
+  if not (ok and type(getpeername) == "function") then check.expected("of_socket", 1, "connected socket", sock) end
+  local options = connection_options(opts, "of_socket", 3)
   local remote = sock:getpeername()
   local conn = new_connection(data, options, tostring(remote))
   conn.remote = remote
   return start(conn, sock, sock)
+end
+
+-- Checks custom's option `name` (a descriptor or a Lua file) before anything is opened.
+local function check_descriptor(opts, name)
+  local fd = opts[name]
+  if fd == nil or io.type(fd) == "file" then return end
+  local n = type(fd) == "number" and math.tointeger(fd)
+  if not n or n < 0 or n > MAX_DESCRIPTOR then
+    check.option("custom", 1, name, "a descriptor (integer 0..2^31-1) or an open Lua file", fd, 1)
+  end
 end
 
 local function open_descriptor(fd)
@@ -312,8 +328,14 @@ end
 -- @treturn Connection, or `nil, err, code` for a descriptor libuv cannot
 -- stream (`EINVAL`: a regular file...; `EBADF`: a closed descriptor)
 function M.custom(opts)
-  if type(opts) ~= "table" then error("coronet.connection.custom: expected an options table", 2) end
-  local options = connection_options(opts, "custom")
+  if type(opts) ~= "table" then check.expected("custom", 1, "options table", opts) end
+  local options = connection_options(opts, "custom", 1)
+  check_descriptor(opts, "input")
+  check_descriptor(opts, "output")
+  local remote = opts.remote_address
+  if remote ~= nil and not core.is_address(remote) then
+    check.option("custom", 1, "remote_address", "an address value", remote)
+  end
   local input, err, code = open_descriptor(opts.input)
   if opts.input ~= nil and not input then return nil, err, code end
   local output = input
@@ -324,10 +346,6 @@ function M.custom(opts)
       return nil, err, code
     end
     if output then output:reader():close() end -- the input side receives; this one only sends
-  end
-  local remote = opts.remote_address
-  if remote ~= nil and not core.is_address(remote) then
-    error("coronet.connection.custom: option 'remote_address' must be an address value", 2)
   end
   local name = remote and tostring(remote) or ("descriptors %s/%s"):format(tostring(opts.input), tostring(opts.output))
   local conn = new_connection(opts.data, options, name)
@@ -347,10 +365,10 @@ end
 -- and `timeout`, `ping`, buffer sizes as for `connect`
 -- @treturn Connection, or `nil, err, code` (`ENOENT` for a program not found)
 function M.spawn(file, args, opts)
-  if type(file) ~= "string" then error("coronet.connection.spawn: file must be a string", 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("coronet.connection.spawn: options must be a table", 2) end
-  opts = opts or {}
-  local options = connection_options(opts, "spawn")
+  if type(file) ~= "string" then check.expected("spawn", 1, "program (string)", file) end
+  if args ~= nil and type(args) ~= "table" then check.expected("spawn", 2, "array of arguments", args) end
+  opts = check.options("spawn", 3, opts)
+  local options = connection_options(opts, "spawn", 3)
   local process, stdin_socket, stdout_socket = core.spawn_process(file, args, { env = opts.env, cwd = opts.cwd })
   if not process then return nil, stdin_socket, stdout_socket end
   local conn = new_connection(opts.data, options, file)
@@ -406,9 +424,14 @@ function Connection:alive()
   return self.status ~= "disconnected"
 end
 
-local function busy_error(conn)
+local function busy_error(conn, size)
+  local limit = conn.options.send_buffer_size
+  if size > limit then -- never sent as it is: the program must split it (or ask for a larger buffer)
+    return errors.new("busy", ("%d bytes can never fit in the send buffer of %s (send_buffer_size %d bytes):"
+      .. " send them in parts"):format(size, conn.name, limit)), "busy"
+  end
   return errors.new("busy", ("send buffer of %s full (%d bytes): the peer reads slower than the program sends")
-    :format(conn.name, conn.options.send_buffer_size)), "busy"
+    :format(conn.name, limit)), "busy"
 end
 
 --- Buffers `data` for sending and returns true; never waits. Allowed while
@@ -420,13 +443,13 @@ end
 -- @return true, or `nil, err, "busy"`
 function Connection:send(data)
   check_connection(self, "send")
-  if type(data) ~= "string" then error("coronet.connection.send: data must be a string, got " .. type(data), 2) end
+  if type(data) ~= "string" then check.expected("send", 2, "string", data) end
   local live = self.live
   if live == "disconnected" or live == "disconnecting" then return true end
   local connecting = live == "connecting"
   if not connecting and not self.output then return true end
   local pending = connecting and self.queued or self.output:pending()
-  if pending + #data > self.options.send_buffer_size then return nil, busy_error(self) end
+  if pending + #data > self.options.send_buffer_size then return nil, busy_error(self, #data) end
   if connecting then
     self.queue[#self.queue + 1] = data
     self.queued = self.queued + #data
@@ -447,7 +470,7 @@ end
 -- @treturn ?string
 function Connection:receive(n)
   check_connection(self, "receive")
-  check_count(n, "receive", "the length")
+  n = check.count("receive", 2, n, "the length")
   return input_of(self):try_really_read(n)
 end
 
@@ -458,8 +481,8 @@ end
 -- @treturn ?string
 function Connection:receive_poll(offset, n)
   check_connection(self, "receive_poll")
-  check_count(offset, "receive_poll", "the offset")
-  check_count(n, "receive_poll", "the length")
+  offset = check.count("receive_poll", 2, offset, "the offset")
+  n = check.count("receive_poll", 3, n, "the length")
   local input = input_of(self)
   if offset > input:buffered() - n then return nil end -- offset + n past the end (without overflowing)
   return input:peek_at(offset, n)
@@ -471,8 +494,8 @@ end
 -- @treturn string
 function Connection:receive_poll_part(offset, n)
   check_connection(self, "receive_poll_part")
-  check_count(offset, "receive_poll_part", "the offset")
-  check_count(n, "receive_poll_part", "the length")
+  offset = check.count("receive_poll_part", 2, offset, "the offset")
+  n = check.count("receive_poll_part", 3, n, "the length")
   return input_of(self):peek_at(offset, n)
 end
 
@@ -488,7 +511,7 @@ end
 -- @treturn string
 function Connection:receive_part(n)
   check_connection(self, "receive_part")
-  check_count(n, "receive_part", "the length")
+  n = check.count("receive_part", 2, n, "the length")
   return input_of(self):try_read(n)
 end
 
@@ -497,7 +520,7 @@ end
 -- @treturn integer
 function Connection:receive_forget(n)
   check_connection(self, "receive_forget")
-  check_count(n, "receive_forget", "the length")
+  n = check.count("receive_forget", 2, n, "the length")
   return input_of(self):discard(n)
 end
 
@@ -541,11 +564,7 @@ end
 -- @tparam[opt] table opts `timeout` (seconds)
 function Connection:close_nicely(opts)
   check_connection(self, "close_nicely")
-  if opts ~= nil and type(opts) ~= "table" then error("coronet.connection.close_nicely: options must be a table", 2) end
-  local timeout = opts and opts.timeout
-  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
-    error("coronet.connection.close_nicely: option 'timeout' must be seconds >= 0", 2)
-  end
+  local timeout = check.timeout("close_nicely", 2, check.options("close_nicely", 2, opts))
   if self.live ~= "connecting" and self.live ~= "connected" then return end
   local was_connecting = self.live == "connecting"
   self.live, self.nice_timeout = "disconnecting", timeout
@@ -573,6 +592,9 @@ function Connection:timeout()
   return self.options.timeout
 end
 
+-- A connection in a `<close>` variable closes when its scope ends (close never waits).
+function Connection:__close() self:close() end
+
 function Connection:__tostring()
   return ("coronet.connection (%s, %s)"):format(self.name, self.live)
 end
@@ -599,10 +621,11 @@ end
 -- @tparam string name
 -- @return address value, or `nil, err, code` (`EAI_NONAME`...)
 function M.make_address(name)
-  if type(name) ~= "string" then error("coronet.connection.make_address: expected a string", 2) end
+  if type(name) ~= "string" then check.expected("make_address", 1, "string", name) end
   local ok, address = pcall(core.address_ip, name, 0)
   if ok then return address end
   if drive.may_run() then return drive.call("make_address", resolve_first, name) end
+  drive.check_can_wait("make_address")
   return resolve_first(name)
 end
 

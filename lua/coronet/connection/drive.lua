@@ -15,6 +15,16 @@ end
 -- fiber or a host's `coronet.step` (libuv's loop is not re-entrant).
 function M.may_run() return not core.is_running() and not core.current() end
 
+--- Raises, naming `fn` (the public name after "coronet.connection."), when
+-- a call that waits can neither run the loop nor yield: the loop is running
+-- and the caller is no fiber (a coroutine of its own inside a fiber, a
+-- make_data). Call it from the public function itself.
+function M.check_can_wait(fn)
+  if core.current() or M.may_run() then return end
+  error(("coronet.connection.%s: the loop is running and this coroutine is no coronet fiber (libuv's loop is"
+    .. " not re-entrant): call it from a fiber (coronet.spawn) or from outside the loop"):format(fn), 3)
+end
+
 --- One non-blocking pass of the loop, if it may run.
 function M.pass()
   if not M.may_run() then return end

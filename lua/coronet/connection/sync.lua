@@ -10,6 +10,7 @@
 -- received still buffered.
 -- @module coronet.connection.sync
 local core = require "coronet.core"
+local check = require "coronet.connection.check"
 local drive = require "coronet.connection.drive"
 require "coronet.socket"
 
@@ -20,23 +21,18 @@ local HAPPY_EYEBALLS_DELAY = 0.25
 -- A blocking connection's methods (documented below, under its type).
 local SyncConnection = {}
 SyncConnection.__index = SyncConnection
+SyncConnection.__name = "coronet.connection.sync"
 M.SyncConnection = SyncConnection
 
-local function check_timeout(opts, fn)
-  if opts == nil then return false end
-  if type(opts) ~= "table" then error(("coronet.connection.sync.%s: options must be a table"):format(fn), 3) end
-  local timeout = opts.timeout
-  if timeout == nil then return false end
-  if not (type(timeout) == "number" and timeout >= 0) then
-    error(("coronet.connection.sync.%s: option 'timeout' must be seconds >= 0"):format(fn), 3)
-  end
-  return timeout
+-- The timeout of the options at argument n of `fn` (which calls this
+-- itself): seconds, or false for none.
+local function check_timeout(opts, fn, n)
+  local timeout = check.timeout(fn, n, check.options(fn, n, opts, 1), 1)
+  return timeout or false
 end
 
 local function check_connection(conn, fn)
-  if getmetatable(conn) ~= SyncConnection then
-    error(("coronet.connection.sync.%s: expected a connection from sync.connect, got %s"):format(fn, type(conn)), 3)
-  end
+  if getmetatable(conn) ~= SyncConnection then check.expected(fn, 1, "connection from sync.connect", conn, 1) end
   return conn
 end
 
@@ -57,11 +53,11 @@ end
 -- @tparam[opt] table opts `timeout` (seconds; default none)
 -- @treturn SyncConnection, or `nil, err, code`
 function M.connect(host, port, opts)
-  if type(host) ~= "string" then error("coronet.connection.sync.connect: host must be a string", 2) end
+  if type(host) ~= "string" then check.expected("sync.connect", 1, "host name (string)", host) end
   if math.type(port) ~= "integer" or port < 0 or port > 65535 then
-    error("coronet.connection.sync.connect: port must be an integer in 0..65535", 2)
+    check.expected("sync.connect", 2, "port (an integer in 0..65535)", port)
   end
-  return drive.call("sync.connect", connect, host, port, check_timeout(opts, "connect"))
+  return drive.call("sync.connect", connect, host, port, check_timeout(opts, "sync.connect", 3))
 end
 
 local function send(conn, data, timeout)
@@ -78,9 +74,9 @@ end
 -- @tparam[opt] table opts `timeout` (seconds; default none)
 -- @return true, or `nil, err, code`
 function SyncConnection:send(data, opts)
-  check_connection(self, "send")
-  if type(data) ~= "string" then error("coronet.connection.sync.send: data must be a string, got " .. type(data), 2) end
-  return drive.call("sync.send", send, self, data, check_timeout(opts, "send"))
+  check_connection(self, "sync.send")
+  if type(data) ~= "string" then check.expected("sync.send", 2, "string", data) end
+  return drive.call("sync.send", send, self, data, check_timeout(opts, "sync.send", 3))
 end
 
 --- Exactly `n` bytes, waiting for them.
@@ -88,19 +84,19 @@ end
 -- @tparam[opt] table opts `timeout` (seconds; default none)
 -- @return string, or `nil, err, code` ("closed" at EOF, "timeout")
 function SyncConnection:receive(n, opts)
-  check_connection(self, "receive")
-  if math.type(n) ~= "integer" or n < 0 then error("coronet.connection.sync.receive: n must be an integer >= 0", 2) end
+  check_connection(self, "sync.receive")
+  n = check.count("sync.receive", 2, n, "the length")
   local reader = self.reader
-  return drive.call("sync.receive", reader.really_read, reader, n, check_timeout(opts, "receive"))
+  return drive.call("sync.receive", reader.really_read, reader, n, check_timeout(opts, "sync.receive", 3))
 end
 
 --- The next line, without its "\n" and one "\r" before it, waiting for it.
 -- @tparam[opt] table opts `timeout` (seconds; default none)
 -- @return string, or `nil, err, code`
 function SyncConnection:receive_line(opts)
-  check_connection(self, "receive_line")
+  check_connection(self, "sync.receive_line")
   local reader = self.reader
-  return drive.call("sync.receive_line", reader.read_line, reader, check_timeout(opts, "receive_line"))
+  return drive.call("sync.receive_line", reader.read_line, reader, check_timeout(opts, "sync.receive_line", 2))
 end
 
 local function close(conn)
@@ -111,7 +107,7 @@ end
 --- Closes, waiting until what was sent has been flushed (at most 5 s) and
 -- the descriptor is closed. Idempotent.
 function SyncConnection:close()
-  check_connection(self, "close")
+  check_connection(self, "sync.close")
   if self.closed then return end
   self.closed = true
   drive.call("sync.close", close, self)
@@ -119,12 +115,16 @@ end
 
 --- The peer's address value.
 function SyncConnection:remote_address()
-  check_connection(self, "remote_address")
+  check_connection(self, "sync.remote_address")
   return self.sock:getpeername()
 end
 
 function SyncConnection:__tostring()
   return ("coronet.connection.sync (%s%s)"):format(self.host, self.closed and ", closed" or "")
+end
+
+for name, method in pairs(SyncConnection) do
+  if name:sub(1, 2) ~= "__" then M[name] = method end
 end
 
 return M

@@ -7,6 +7,7 @@
 -- @module coronet.connection.waiter
 local core = require "coronet.core"
 local connection = require "coronet.connection"
+local check = require "coronet.connection.check"
 local drive = require "coronet.connection.drive"
 local net_server = require "coronet.net_server"
 local news = require "coronet.connection.news"
@@ -17,14 +18,13 @@ local M = {}
 -- What the waiter functions below make: a description of what to wait on.
 local Waiter = {}
 Waiter.__index = Waiter
+Waiter.__name = "coronet.connection.waiter"
 M.Waiter = Waiter
 
 local function new_waiter(fields) return setmetatable(fields, Waiter) end
 
 local function check_waiter(waiter, fn)
-  if getmetatable(waiter) ~= Waiter then
-    error(("coronet.connection.%s: expected a waiter, got %s"):format(fn, type(waiter)), 3)
-  end
+  if getmetatable(waiter) ~= Waiter then check.expected(fn, 1, "waiter", waiter, 1) end
   return waiter
 end
 
@@ -34,7 +34,7 @@ end
 -- @tparam Connection conn
 -- @treturn Waiter
 function M.waiter(conn)
-  if getmetatable(conn) ~= connection.Connection then error("coronet.connection.waiter: expected a connection", 2) end
+  if getmetatable(conn) ~= connection.Connection then check.expected("waiter", 1, "connection", conn) end
   return new_waiter { conn = conn }
 end
 
@@ -43,7 +43,7 @@ end
 -- @treturn Waiter
 function M.waiter_of_listening_socket(listening)
   if getmetatable(listening) ~= net_server.Listening then
-    error("coronet.connection.waiter_of_listening_socket: expected a listening socket from connection.listen", 2)
+    check.expected("waiter_of_listening_socket", 1, "listening socket from connection.listen", listening)
   end
   return new_waiter { listening = listening }
 end
@@ -52,25 +52,34 @@ end
 -- @tparam Set set
 -- @treturn Waiter
 function M.waiter_of_set(set)
-  if getmetatable(set) ~= set_module.Set then error("coronet.connection.waiter_of_set: expected a connection set", 2) end
+  if getmetatable(set) ~= set_module.Set then check.expected("waiter_of_set", 1, "connection set", set) end
   return new_waiter { set = set }
 end
 
 local LETTER = { read = "r", write = "w", except = "e" }
 
+-- Checks waiter_custom's option `field`, an array of descriptors, and
+-- returns a copy of it (a descriptor the program adds later is not checked).
 local function check_fds(list, field)
   if list == nil then return {} end
-  if type(list) ~= "table" then error(("coronet.connection.waiter_custom: '%s' must be an array of descriptors"):format(field), 3) end
+  if type(list) ~= "table" then check.option("waiter_custom", 1, field, "an array of descriptors", list, 1) end
+  local copy = {}
   for i, fd in ipairs(list) do
     if math.type(fd) ~= "integer" or fd < 0 then
-      error(("coronet.connection.waiter_custom: %s[%d] is not a descriptor"):format(field, i), 3)
+      check.argument("waiter_custom", 1, ("option '%s': %s[%d]: a descriptor (integer >= 0) expected, got %s")
+        :format(field, field, i, check.shown(fd)), 1)
+    end
+    if fd == core.backend_fd() then
+      check.argument("waiter_custom", 1, ("option '%s': descriptor %d is coronet's loop descriptor (backend_fd):"
+        .. " instanciate_waiter gives it; a waiter waits on the loop anyway"):format(field, fd), 1)
     end
     if core.is_watched(fd) then
-      error(("coronet.connection.waiter_custom: descriptor %d is watched by coronet already (libuv allows one"
-        .. " watcher per descriptor): wait on its connection instead"):format(fd), 3)
+      check.argument("waiter_custom", 1, ("option '%s': descriptor %d is watched by coronet already (libuv allows"
+        .. " one watcher per descriptor): wait on its connection instead"):format(field, fd), 1)
     end
+    copy[i] = fd
   end
-  return list
+  return copy
 end
 
 --- Waits until one of the program's own descriptors is ready: readable
@@ -80,7 +89,7 @@ end
 -- @tparam table fds `read`, `write`, `except`: arrays of integers
 -- @treturn Waiter
 function M.waiter_custom(fds)
-  if type(fds) ~= "table" then error("coronet.connection.waiter_custom: expected a table", 2) end
+  if type(fds) ~= "table" then check.expected("waiter_custom", 1, "table of descriptor arrays", fds) end
   return new_waiter { fds = { read = check_fds(fds.read, "read"), write = check_fds(fds.write, "write"),
                               except = check_fds(fds.except, "except") } }
 end
@@ -89,9 +98,11 @@ end
 -- @tparam table list an array of waiters
 -- @treturn Waiter
 function M.waiter_of_list(list)
-  if type(list) ~= "table" then error("coronet.connection.waiter_of_list: expected an array of waiters", 2) end
+  if type(list) ~= "table" then check.expected("waiter_of_list", 1, "array of waiters", list) end
   for i, waiter in ipairs(list) do
-    if getmetatable(waiter) ~= Waiter then error(("coronet.connection.waiter_of_list: list[%d] is not a waiter"):format(i), 2) end
+    if getmetatable(waiter) ~= Waiter then
+      check.argument("waiter_of_list", 1, ("list[%d]: waiter expected, got %s"):format(i, check.shown(waiter)))
+    end
   end
   return new_waiter { list = { table.unpack(list) } }
 end
@@ -154,13 +165,9 @@ local function start_watchers(acc, signal)
   return fibers
 end
 
+-- wait's options (argument #2 of `fn`, which calls this itself): the timeout, nil for none.
 local function check_wait_opts(opts, fn)
-  if opts == nil then return nil end
-  if type(opts) ~= "table" then error(("coronet.connection.%s: options must be a table"):format(fn), 3) end
-  local timeout = opts.timeout
-  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
-    error(("coronet.connection.%s: option 'timeout' must be seconds >= 0"):format(fn), 3)
-  end
+  local timeout = check.timeout(fn, 2, check.options(fn, 2, opts, 1), 1)
   return timeout
 end
 
@@ -187,7 +194,7 @@ local function wait(waiter, timeout)
   news.unlisten(on_news)
   for _, fiber in ipairs(watchers) do fiber:cancel() end
   if not ok then error(err, 0) end
-  if acc.failure then error("coronet.connection.wait: " .. tostring(acc.failure), 3) end
+  if acc.failure then error("coronet.connection.wait: " .. tostring(acc.failure), 3) end -- 3: wait's caller
   return happened
 end
 
@@ -203,12 +210,15 @@ end
 -- @treturn boolean
 function M.wait(waiter, opts)
   check_waiter(waiter, "wait")
-  return wait(waiter, check_wait_opts(opts, "wait"))
+  drive.check_can_wait("wait")
+  local happened = wait(waiter, check_wait_opts(opts, "wait")) -- not a tail call: wait's errors point at our caller
+  return happened
 end
 
 --- `wait`, ignoring the result (the seed's `wait'`).
 function M.wait_(waiter, opts)
   check_waiter(waiter, "wait_")
+  drive.check_can_wait("wait_")
   wait(waiter, check_wait_opts(opts, "wait_"))
 end
 
