@@ -11,6 +11,8 @@
 -- function and the check: 0 when the public function calls the check
 -- itself. A public function must not tail-call a function that checks.
 -- @module coronet.connection.check
+local errors = require "coronet.errors"
+
 local M = {}
 
 --- What a bad value was, for a message: a number's value, a closed file, an
@@ -27,16 +29,9 @@ end
 local shown = M.shown
 
 -- Raises for argument n of the public function `depth` levels above the
--- check that called this (level 3 from here when depth is 0).
+-- check that called this, through coronet.errors' one argerror.
 local function raise(fn, n, detail, depth)
-  local level = 3 + (depth or 0)
-  local info = debug.getinfo(level, "n")
-  if info and info.namewhat == "method" then n = n - 1 end
-  local name = "coronet.connection." .. fn
-  if n == 0 then
-    error(("calling '%s' on bad self (%s)"):format(name, detail), level + 1)
-  end
-  error(("bad argument #%d to '%s' (%s)"):format(n, name, detail), level + 1)
+  errors._argerror(n, "coronet.connection." .. fn, detail, 3 + (depth or 0))
 end
 
 --- Raises "bad argument #n to 'coronet.connection.fn' (detail)".
