@@ -13,21 +13,16 @@ local switch = require "coronet.switch"
 local tcp = coronet.tcp
 local t = helper.t
 
-local certs = ("%s/coronet-tls-adversary-%d"):format(os.getenv("TMPDIR") or "/tmp", helper.pid())
-local function cert(name) return certs .. "/" .. name end
+local tls_fixture = require "tls_fixture"
+local certificates = tls_fixture.certificates("tls-adversary")
+setup(certificates.make)
+teardown(certificates.remove)
+local cert, server_tls, client_tls = certificates.cert, certificates.server_tls, certificates.client_tls
+local with, to_localhost = tls_fixture.with, tls_fixture.to_localhost
 
-local function with(base, extra)
-  for k, v in pairs(extra or {}) do base[k] = v end
-  return base
-end
-
-local function server_tls(extra) return with({ cert_file = cert("server.pem"), key_file = cert("server.key") }, extra) end
-local function client_tls(extra) return with({ ca_file = cert("ca.pem") }, extra) end
 -- starttls options: a client that verifies names the server.
 local function starttls_client(extra) return client_tls(with({ server_name = "localhost" }, extra)) end
 local function starttls_server(extra) return server_tls(with({ server = true }, extra)) end
-
-local function to_localhost(port) return tcp.Where_to_connect.of_host_and_port("localhost", port) end
 
 -- A plain server whose handler waits for `go`, then runs the TLS server
 -- side with starttls and echoes lines: a client's handshake waits until go.
@@ -80,14 +75,6 @@ local function round_trip(port)
   assert.are.equal("ping", r:read_line({ timeout = t(5) }))
   sock:close()
 end
-
-setup(function()
-  assert(os.execute("env -u LD_PRELOAD bash spec/tls/make_certs.sh " .. certs))
-end)
-
-teardown(function()
-  os.execute("rm -rf " .. certs)
-end)
 
 describe("a stray coroutine.resume of a fiber waiting in TLS", function()
   it("during starttls's handshake is refused; the real wake-up arrives once", function()

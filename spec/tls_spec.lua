@@ -6,32 +6,21 @@
 -- this run by spec/tls/make_certs.sh.
 local helper = require "helper"
 local coronet = require "coronet"
-local process = require "coronet.process"
 
 local tcp = coronet.tcp
 local t = helper.t
 
-local certs = ("%s/coronet-tls-spec-%d"):format(os.getenv("TMPDIR") or "/tmp", helper.pid())
-local function cert(name) return certs .. "/" .. name end
-
-local function server_tls(extra)
-  local opts = { cert_file = cert("server.pem"), key_file = cert("server.key") }
-  for k, v in pairs(extra or {}) do opts[k] = v end
-  return opts
-end
-
-local function client_tls(extra)
-  local opts = { ca_file = cert("ca.pem") }
-  for k, v in pairs(extra or {}) do opts[k] = v end
-  return opts
-end
+local tls_fixture = require "tls_fixture"
+local certificates = tls_fixture.certificates("tls-spec")
+setup(certificates.make)
+teardown(certificates.remove)
+local cert, server_tls, client_tls = certificates.cert, certificates.server_tls, certificates.client_tls
+local to_localhost, quiet_spawn = tls_fixture.to_localhost, tls_fixture.quiet_spawn
 
 -- A TLS echo server; returns server, port.
 local function tls_server(extra, handler)
   return helper.server(handler or helper.echo, { tls = server_tls(extra) })
 end
-
-local function to_localhost(port) return tcp.Where_to_connect.of_host_and_port("localhost", port) end
 
 -- One line through a fresh TLS connection to port; returns the socket's tls_info.
 local function round_trip(port, opts)
@@ -42,20 +31,6 @@ local function round_trip(port, opts)
   sock:close()
   return info
 end
-
--- Starts a shell command line with its stderr dropped (openssl's chatter),
--- outside the sanitizers' preload (which would fail the tools' own exits).
-local function quiet_spawn(command)
-  return process.spawn("sh", { "-c", "exec env -u LD_PRELOAD " .. command .. " 2>/dev/null" })
-end
-
-setup(function()
-  assert(os.execute("env -u LD_PRELOAD bash spec/tls/make_certs.sh " .. certs))
-end)
-
-teardown(function()
-  os.execute("rm -rf " .. certs)
-end)
 
 describe("TLS between coronet clients and servers", function()
   it("echoes lines; tls_info tells version, cipher, ALPN, subject and verification on both sides", function()
