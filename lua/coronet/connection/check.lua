@@ -43,14 +43,16 @@ function M.argument(fn, n, detail, depth)
   raise(fn, n, detail, depth or 0)
 end
 
---- Raises "... (what expected, got <value>)".
+--- Raises "... (what expected, got <type>)", the type as lauxlib names it
+-- (a closed file and an object's `__name` as `shown` gives them).
 -- @tparam string fn
 -- @tparam integer n
 -- @tparam string what
 -- @param value the bad value
 -- @tparam[opt] integer depth
 function M.expected(fn, n, what, value, depth)
-  raise(fn, n, ("%s expected, got %s"):format(what, shown(value)), depth or 0)
+  local got = type(value) == "number" and "number" or shown(value)
+  raise(fn, n, ("%s expected, got %s"):format(what, got), depth or 0)
 end
 
 --- Raises "... (option 'name': what expected, got <value>)".
