@@ -3,7 +3,7 @@
 -- Each case failed before its fix unless its comment says otherwise.
 local coronet = require "coronet"
 local connection = require "coronet.connection"
-local helper = require "spec.helper"
+local helper = require "helper"
 
 local t = helper.t
 local settle, poll_until = helper.settle, helper.poll_until
@@ -521,6 +521,33 @@ describe("coronet.connection tried from outside", function()
       assert.is_true(client:send(("x"):rep(16)))
       client:close()
       server_side:close()
+    end)
+
+    it("no ping goes out while disconnecting: the program's last bytes are the last the peer reads", function()
+      helper.run(function()
+        local total = 32 * 1024 * 1024 -- more than loopback's socket buffers hold: the close waits for the peer
+        local got = coronet.ivar()
+        local _, port = helper.server(function(_, r)
+          coronet.sleep(t(0.7)) -- silent and not reading: the client's ping is due at 0.5
+          local n, tail = 0, ""
+          while true do
+            local chunk = r:read()
+            if not chunk then break end
+            n, tail = n + #chunk, (tail .. chunk):sub(-8)
+          end
+          got:fill(n, tail)
+        end)
+        local conn = connection.connect("127.0.0.1", port, nil,
+          { timeout = t(1), ping = "PING\n", send_buffer_size = 2 * total })
+        poll_until(conn, function(c) return c:state() == "connected" end)
+        assert.is_true(conn:send(("d"):rep(total - 4) .. "END\n"))
+        conn:close_nicely({ timeout = t(10) })
+        local n, tail = got:read():wait(t(10))
+        assert.equal("END\n", tail:sub(-4))
+        assert.equal(total, n)
+        poll_until(conn, disconnected)
+        assert.equal(1, select("#", conn:state()), tostring((select(2, conn:state())))) -- a local close: nothing more
+      end, 30)
     end)
   end)
 end)

@@ -161,7 +161,8 @@ local function next_deadline(conn)
     disconnect(conn, idle_error(conn))
     return nil
   end
-  if conn.options.ping and not conn.pinged then
+  -- no ping while disconnecting: what the program sent last must stay last
+  if conn.options.ping and not conn.pinged and conn.live == "connected" then
     if silent >= timeout / 2 then
       send_ping(conn)
     else
@@ -415,6 +416,7 @@ end
 -- @return error value, code
 function Connection:state()
   check_connection(self, "state")
+  if self.status_err == nil then return self.status end -- nothing more: as the issue says
   return self.status, self.status_err, self.status_code
 end
 
