@@ -361,4 +361,17 @@ function M.holds(r, n)
   luassert.equal(n, r:buffered())
 end
 
+--- Asserts (with busted's assert) that three stray coroutine.resume calls of
+-- co, a fiber waiting in coronet, are refused: `true, nil, message`, and
+-- the fiber keeps waiting.
+function M.refuse_strays(co)
+  luassert.are.equal("suspended", coroutine.status(co))
+  for _ = 1, 3 do
+    local ok, value, err = coroutine.resume(co, "stray", "values")
+    luassert.is_true(ok)
+    luassert.is_nil(value)
+    luassert.matches("stray coroutine.resume", tostring(err), 1, true)
+  end
+end
+
 return M

@@ -33,16 +33,7 @@ local function late_tls_server(go)
   end)
 end
 
--- Asserts that a stray coroutine.resume of co (a fiber waiting in coronet) is refused.
-local function refuse_strays(co)
-  assert.are.equal("suspended", coroutine.status(co))
-  for _ = 1, 3 do
-    local ok, value, err = coroutine.resume(co, "stray", "values")
-    assert.is_true(ok)
-    assert.is_nil(value)
-    assert.matches("stray coroutine.resume", tostring(err), 1, true)
-  end
-end
+local refuse_strays = helper.refuse_strays
 
 -- Spawns fn in a fiber that counts how often it came back; returns the
 -- fiber, a function giving its coroutine and the count.
@@ -904,7 +895,6 @@ describe("TLS, the collector and the end of the Lua state", function()
 
   it("a Lua state closed with client and server handshakes and TLS reads in flight", function()
     local script = ([[
-      package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
       local coronet = require "coronet"
       local tcp = coronet.tcp
       local tls = { cert_file = %q, key_file = %q }
@@ -933,18 +923,10 @@ describe("TLS, the collector and the end of the Lua state", function()
       end)
       print("not reached")
     ]]):format(cert("server.pem"), cert("server.key"), cert("ca.pem"))
-    local file = os.tmpname()
-    local f = assert(io.open(file, "w"))
-    f:write(script)
-    f:close()
-    local p = assert(io.popen(("LUA_CPATH='%s' timeout -k 2 %d lua5.4 %s 2>&1; echo \"EXIT=$?\""):format(
-      package.cpath, math.ceil(t(20)), file)))
-    local out = p:read("a")
-    p:close()
-    os.remove(file)
+    local out, status = helper.child(script)
     assert.is_truthy(out:find("closing"), out)
     assert.is_falsy(out:find("not reached"), out)
-    assert.are.equal("0", out:match("EXIT=(%d+)%s*$"), out)
+    assert.are.equal(0, status, out)
   end)
 end)
 
