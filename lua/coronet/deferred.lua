@@ -222,10 +222,10 @@ end
 -- @treturn Deferred
 function M.any(...)
   local sources = pack(...)
-  if sources.n == 0 then error("bad argument #1 to 'any' (deferred expected, got no value)", 2) end
+  if sources.n == 0 then errors._argerror(1, "any", "deferred expected, got no value") end
   for i = 1, sources.n do
     if getmetatable(sources[i]) ~= Deferred then
-      error(("bad argument #%d to 'any' (deferred expected, got %s)"):format(i, describe(sources[i])), 2)
+      errors._argerror(i, "any", ("deferred expected, got %s"):format(describe(sources[i])))
     end
   end
   for i = 1, sources.n do

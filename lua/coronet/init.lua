@@ -113,11 +113,11 @@ M.now = core.now
 -- @treturn Deferred
 function M.signal(...)
   local names = table.pack(...)
-  if names.n == 0 then error("bad argument #1 to 'signal' (signal name expected, got no value)", 2) end
+  if names.n == 0 then errors._argerror(1, "signal", "signal name expected, got no value") end
   for i = 1, names.n do
     local name = names[i]
     if type(name) ~= "string" or not core.signal_number(name) then
-      error(("bad argument #%d to 'signal' (unknown signal name '%s')"):format(i, tostring(name)), 2)
+      errors._argerror(i, "signal", ("unknown signal name '%s'"):format(tostring(name)))
     end
   end
   local ivar = deferred.ivar()
