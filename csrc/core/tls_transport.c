@@ -2,8 +2,8 @@
  * over the engine of tls.c. Below it: ciphertext, read into the loop's
  * scratch and fed to the engine (a copy) before anything else runs, so the
  * scratch is back before the reader above borrows it and an idle TLS
- * connection holds no read buffer of its own; the engine's output written below one write at a
- * time. Above it: plaintext, decrypted straight into the buffers the reader
+ * connection holds no read buffer of its own; the engine's output written
+ * below one write at a time. Above it: plaintext, decrypted straight into the buffers the reader
  * gives (alloc/read pairs), and the writer's plaintext encrypted in its
  * write call.
  *
